@@ -1,0 +1,111 @@
+"""Pid numbers: allocation (`alloc_pid`, `idr_alloc_cyclic`) and release (`free_pid`).
+
+Facts this relies on (semantics §0, §1 set_tid):
+- the allocator is cyclic per namespace: it searches from the cursor (last allocated + 1) up to
+  pid_max - 1, then wraps to 1, or to RESERVED_PIDS (300) once the cursor has passed 300;
+- a number given with set_tid is taken as is (`idr_alloc(tid, tid + 1)`) and does not move the cursor;
+- alloc_pid walks levels from the innermost to the top; per level with a set_tid entry it checks the
+  range (EINVAL), then that the level has a reaper unless the number is 1 (EINVAL), then capability
+  (EPERM, which the model grants), then that the number is free (EEXIST); a failure frees the numbers
+  taken so far, but a cyclic allocation has already advanced its cursor: the kernel keeps that;
+- a number is in use while any task, zombie or group/session reference holds its struct pid.
+"""
+
+from __future__ import annotations
+
+from procforge.kernel.state import RESERVED_PIDS, KernelRefusal, Pid, PidNamespace
+
+
+def _cyclic(ns: PidNamespace) -> int:
+    """idr_alloc_cyclic over [pid_min, pid_max): returns the number or raises EAGAIN."""
+    pid_min = RESERVED_PIDS if ns.cursor > RESERVED_PIDS else 1
+    start = max(ns.cursor, pid_min)
+    pids = ns.pids
+    nr = start
+    while nr < ns.pid_max and nr in pids:
+        nr += 1
+    if nr >= ns.pid_max and start > pid_min:
+        nr = pid_min
+        while nr < start and nr in pids:
+            nr += 1
+        if nr >= start:
+            nr = ns.pid_max
+    if nr >= ns.pid_max:
+        raise KernelRefusal("EAGAIN", f"no free pid in the level-{ns.level} namespace (pid_max {ns.pid_max})")
+    ns.cursor = nr + 1
+    return nr
+
+
+def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None) -> Pid:
+    """Allocate a struct pid in `ns` and all its ancestors.
+
+    `set_tid` lists numbers top level first and may be shorter than the levels: it then names the
+    innermost ones (clone3's set_tid array reversed).
+    """
+    levels = ns.level + 1
+    given = set_tid or ()
+    if len(given) > levels:
+        raise KernelRefusal("EINVAL", f"set_tid has {len(given)} entries, the namespace has {levels} levels")
+    nrs = [0] * levels
+    first_given = levels - len(given)
+    taken: list[tuple[PidNamespace, int]] = []
+    level_ns = ns
+    try:
+        for i in range(levels - 1, -1, -1):
+            if i >= first_given:
+                tid = given[i - first_given]
+                if tid < 1 or tid >= level_ns.pid_max:
+                    raise KernelRefusal("EINVAL", f"set_tid {tid} is outside 1..{level_ns.pid_max - 1} at level {i}")
+                if tid != 1 and level_ns.reaper is None:
+                    raise KernelRefusal("EINVAL", f"set_tid {tid} at level {i}: that namespace has no init yet, only 1 is allowed")
+                if tid in level_ns.pids:
+                    raise KernelRefusal("EEXIST", f"pid {tid} is in use at level {i} ({_holder(level_ns.pids[tid])})")
+                nr = tid
+            else:
+                nr = _cyclic(level_ns)
+            nrs[i] = nr
+            level_ns.pids[nr] = _PLACEHOLDER
+            taken.append((level_ns, nr))
+            level_ns = level_ns.parent  # type: ignore[assignment]
+    except KernelRefusal:
+        for lns, nr in taken:
+            del lns.pids[nr]
+        raise
+    if not ns.adding:
+        for lns, nr in taken:
+            del lns.pids[nr]
+        raise KernelRefusal("ENOMEM", "the namespace's init has died: no new processes (PIDNS_ADDING cleared)")
+    pid = Pid(tuple(nrs), ns)
+    for lns, nr in taken:
+        lns.pids[nr] = pid
+    return pid
+
+
+_PLACEHOLDER = Pid((0,), PidNamespace(None))
+
+
+def _holder(pid: Pid) -> str:
+    if pid.task is not None:
+        return f"task {pid.task.top}" if pid.task.pid is pid else f"a thread of {pid.task.top}"
+    if pid.pgrp:
+        return "a process group id"
+    if pid.sessions:
+        return "a session id"
+    return "the environment"
+
+
+def maybe_free(pid: Pid) -> None:
+    """free_pid when nothing holds the struct pid any more."""
+    if pid.in_use():
+        return
+    ns: PidNamespace | None = pid.ns
+    for i in range(len(pid.nr) - 1, -1, -1):
+        assert ns is not None
+        if ns.pids.get(pid.nr[i]) is pid:
+            del ns.pids[pid.nr[i]]
+        ns = ns.parent
+
+
+def find_vpid(ns: PidNamespace, nr: int) -> Pid | None:
+    """find_vpid: the struct pid a number names in a namespace."""
+    return ns.pids.get(nr)
