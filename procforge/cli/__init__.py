@@ -35,4 +35,4 @@ def main() -> None:
 
 
 # Each command module registers itself on `main` when imported.
-from procforge.cli import cmd_simulate, cmd_validate  # noqa: E402,F401
+from procforge.cli import cmd_generate, cmd_simulate, cmd_validate  # noqa: E402,F401

@@ -148,7 +148,7 @@ class Kernel:
                 ksignals.do_sigchld(self._actor(task), ignore)
             case S.Exit(task, status):
                 # a signal can kill a stopped task; an exit code needs the task to run
-                kexit.do_exit(self, self._actor(task, running=bool(status & 0x7F)), status)
+                kexit.do_exit(self, self._actor(task, running=not status & 0x7F), status)
             case S.ExitLeaderThread(task):
                 kexit.do_exit_leader_thread(self, self._actor(task))
             case S.Wait(parent, child):
