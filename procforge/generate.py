@@ -155,7 +155,7 @@ class _Generator:
     def pick_live(self) -> Process | None:
         """A random live (running or stopped) process, None if the draw hit a dead entry."""
         live = self.live
-        i = self.rng.randrange(len(live))
+        i = int(self.rng.random() * len(live))
         nr = live[i]
         p = self.k.procs.get(nr)
         if p is None or p.state == ZOMBIE:
@@ -202,14 +202,19 @@ class _Generator:
     # ------------------------------------------------------------------------------------- actions
 
     def fork(self, parent: Process | None = None) -> bool:
-        rng = self.rng
         p = parent or self.pick_running() or self.k.procs[1]
-        cp = ("clone_parent" in self.f and not p.unkillable and p.parent is not None
-              and rng.random() < 0.08)
-        newns = ("namespaces" in self.f and rng.random() < self.p_ns
-                 and self.k.base_level + p.ns.level + 1 <= MAX_PID_NS_LEVEL)
-        pid = self.free_pids(p, newns) if rng.random() < self.p_explicit else None
-        self.emit(S.Fork(p.top, pid, cp, newns))
+        r = self.rng.random()  # one draw, cut into disjoint ranges: the options are rare
+        cp = newns = False
+        pid = None
+        if r < 0.2:
+            cp = (r < 0.08 and "clone_parent" in self.f and not p.unkillable
+                  and p.parent is not None)
+            r = self.rng.random()
+            newns = ("namespaces" in self.f and r < self.p_ns * 5
+                     and self.k.base_level + p.ns.level + 1 <= MAX_PID_NS_LEVEL)
+            if r > 1 - self.p_explicit * 5:
+                pid = self.free_pids(p, newns)
+        self.emit(S.Fork(p.pid.nr[0], pid, cp, newns))
         self.last_child = self.new_child_nr(pid, p.ns.level + 1 + newns)
         self.add_live(self.last_child)
         return True

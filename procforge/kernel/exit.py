@@ -23,10 +23,11 @@ Facts this relies on (semantics §1 CLONE_NEWPID, §4, §5):
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from procforge.kernel.pids import maybe_free
-from procforge.kernel.state import ALIVE, SIGHUP, SIGKILL, STOPPED, ZOMBIE, KernelRefusal, Process
+from procforge.kernel.state import ALIVE, SIGHUP, SIGKILL, ZOMBIE, KernelRefusal, Process, set_state
 
 if TYPE_CHECKING:
     from procforge.kernel.machine import Kernel
@@ -36,15 +37,30 @@ def do_exit(k: Kernel, proc: Process, status: int) -> None:
     """The whole thread group ends with `status`, then any SIGHUP it caused is delivered."""
     if proc.ns.reaper is proc:
         _check_zap_can_finish(proc)
-    pending: list[Process] = []
+    pending = _Pending()
     _exit_group(k, proc, status, pending)
-    while pending:
-        victim = pending.pop(0)
+    while pending.queue:
+        victim = pending.queue.popleft()
         if victim.state != ZOMBIE and k.procs.get(victim.top) is victim:
             _exit_group(k, victim, SIGHUP, pending)
 
 
-def _exit_group(k: Kernel, proc: Process, status: int, pending: list[Process]) -> None:
+class _Pending:
+    """Processes a SIGHUP has been sent to, in order, each once."""
+
+    __slots__ = ("queue", "seen")
+
+    def __init__(self) -> None:
+        self.queue: deque[Process] = deque()
+        self.seen: set[int] = set()
+
+    def add(self, p: Process) -> None:
+        if id(p) not in self.seen:
+            self.seen.add(id(p))
+            self.queue.append(p)
+
+
+def _exit_group(k: Kernel, proc: Process, status: int, pending: _Pending) -> None:
     for t in proc.threads:
         t.task = None
         maybe_free(t)
@@ -54,7 +70,7 @@ def _exit_group(k: Kernel, proc: Process, status: int, pending: list[Process]) -
         _zap_namespace(k, proc)
     _forget_original_parent(k, proc, pending)
     _kill_orphaned_pgrp(k, proc, None, pending)
-    proc.state = ZOMBIE
+    set_state(proc, ZOMBIE)
     proc.status = status
     parent = proc.parent
     if parent is not None and parent.sigchld_ign:
@@ -74,20 +90,27 @@ def _zap_namespace(k: Kernel, init: Process) -> None:
     """zap_pid_ns_processes: kill and reap everything in init's namespace and below."""
     ns = init.ns
     ns.adding = False
-    victims = [p for p in k.procs.values() if p is not init and p.ns.is_within(ns)]
+    # every task of the namespace descends from its init: orphans stay inside (the subreaper walk
+    # stops at the level boundary), so a walk of init's subtree finds them all, nested ones too
+    victims: list[Process] = []
+    stack = list(init.children.values())
+    while stack:
+        v = stack.pop()
+        victims.append(v)
+        stack.extend(v.children.values())
     for v in victims:
         for t in v.threads:
             t.task = None
             maybe_free(t)
         v.threads = []
-        v.state = ZOMBIE
+        set_state(v, ZOMBIE)
         v.status = SIGKILL
     for v in victims:
         release(k, v)
         v.children = {}
 
 
-def _forget_original_parent(k: Kernel, father: Process, pending: list[Process]) -> None:
+def _forget_original_parent(k: Kernel, father: Process, pending: _Pending) -> None:
     if not father.children:
         return
     reaper = _find_new_reaper(father)
@@ -135,7 +158,8 @@ def _will_become_orphaned(k: Kernel, pgrp: dict[int, Process], ignored: Process 
     return True
 
 
-def _kill_orphaned_pgrp(k: Kernel, tsk: Process, father: Process | None, pending: list[Process]) -> None:
+def _kill_orphaned_pgrp(k: Kernel, tsk: Process, father: Process | None,
+                       pending: _Pending) -> None:
     pgrp = tsk.pgrp
     if father is None:  # exit: tsk's own parent was perhaps the group's last outside link
         ignored: Process | None = tsk
@@ -145,17 +169,15 @@ def _kill_orphaned_pgrp(k: Kernel, tsk: Process, father: Process | None, pending
         ppgrp, psession = father.pgrp, father.session
     members = pgrp.pgrp or {}
     if (ppgrp is not pgrp and psession is tsk.session
-            and any(m.state == STOPPED for m in members.values())
+            and pgrp.stopped > 0  # has_stopped_jobs
             and _will_become_orphaned(k, members, ignored)):
         for m in list(members.values()):
             if m.state == ZOMBIE:
                 continue
             if m.unkillable:
-                if m.state == STOPPED:
-                    m.state = ALIVE  # SIGCONT; an init ignores the SIGHUP
+                set_state(m, ALIVE)  # SIGCONT; an init ignores the SIGHUP
                 continue
-            if m not in pending:
-                pending.append(m)
+            pending.add(m)
 
 
 def release(k: Kernel, proc: Process) -> None:

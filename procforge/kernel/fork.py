@@ -32,21 +32,30 @@ def do_fork(k: Kernel, caller: Process, set_tid: tuple[int, ...] | None, clone_p
             raise KernelRefusal("ENOSPC", f"a new namespace would be at level {k.base_level + ns.level + 1}, past {MAX_PID_NS_LEVEL}")
         ns = PidNamespace(ns)
     pid = alloc_pid(ns, set_tid)
+    nr = pid.nr[0]
     child = Process(pid, ns)
     pid.task = child
     parent = caller.parent if clone_parent else caller
     child.parent = parent
     if parent is not None:
-        parent.children[pid.nr[0]] = child
-    k.attach_pgrp(child, caller.pgrp)
-    k.attach_session(child, caller.session)
+        parent.children[nr] = child
+    # the caller's group and session (attach_pgrp/attach_session, inlined: the hot path of
+    # replaying big plans; a new child is alive, so the group's stopped count is unchanged)
+    group = caller.pgrp
+    assert group.pgrp is not None
+    group.pgrp[nr] = child
+    child.pgrp = group
+    session = caller.session
+    session.sessions += 1
+    child.session = session
+    child.sess_attached = True
     child.has_subreaper = caller.has_subreaper or caller.is_subreaper
     child.sigchld_ign = caller.sigchld_ign
     child.comm = caller.comm
     if new_ns:
         ns.reaper = child
         child.unkillable = True
-    k.procs[pid.nr[0]] = child
+    k.procs[nr] = child
     return child
 
 

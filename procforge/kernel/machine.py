@@ -8,8 +8,9 @@ init (pid 1), or from a tree (`Kernel.from_tree`), and turns back into a tree wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from procforge import steps as S
 from procforge.kernel import exit as kexit
@@ -79,12 +80,17 @@ class Kernel:
     @staticmethod
     def attach_pgrp(p: Process, pgrp: Pid) -> None:
         old = p.pgrp
+        stopped = p.state == STOPPED
         if old.pgrp is not None and old.pgrp.get(p.top) is p:
             del old.pgrp[p.top]
+            if stopped:
+                old.stopped -= 1
             maybe_free(old)
         if pgrp.pgrp is None:
             pgrp.pgrp = {}
         pgrp.pgrp[p.top] = p
+        if stopped:
+            pgrp.stopped += 1
         p.pgrp = pgrp
 
     @staticmethod
@@ -103,6 +109,8 @@ class Kernel:
         g = p.pgrp
         if g.pgrp is not None and g.pgrp.get(p.top) is p:
             del g.pgrp[p.top]
+            if p.state == STOPPED:
+                g.stopped -= 1
         maybe_free(g)
 
     @staticmethod
@@ -133,32 +141,11 @@ class Kernel:
         return p
 
     def _apply(self, step: S.Step) -> None:
-        match step:
-            case S.Fork(parent, pid, cp, newns):
-                kfork.do_fork(self, self._actor(parent), pid, cp, newns)
-            case S.Thread(task, tid):
-                kfork.do_thread(self, self._actor(task), tid)
-            case S.Setsid(task):
-                ksession.do_setsid(self, self._actor(task))
-            case S.Setpgid(caller, target, pgid):
-                ksession.do_setpgid(self, self._actor(caller), target, pgid)
-            case S.Subreaper(task, on):
-                kprctl.do_subreaper(self._actor(task), on)
-            case S.Sigchld(task, ignore):
-                ksignals.do_sigchld(self._actor(task), ignore)
-            case S.Exit(task, status):
-                # a signal can kill a stopped task; an exit code needs the task to run
-                kexit.do_exit(self, self._actor(task, running=not status & 0x7F), status)
-            case S.ExitLeaderThread(task):
-                kexit.do_exit_leader_thread(self, self._actor(task))
-            case S.Wait(parent, child):
-                kexit.do_wait(self, self._actor(parent), child)
-            case S.Stop(task):
-                ksignals.do_stop(self._actor(task, running=False))
-            case S.Comm(task, name):
-                kprctl.do_comm(self._actor(task), name)
-            case _:
-                raise TypeError(f"not a step: {step!r}")
+        # a dict keyed by the step's class: one lookup instead of a chain of isinstance tests
+        handler = _HANDLERS.get(type(step))
+        if handler is None:
+            raise TypeError(f"not a step: {step!r}")
+        handler(self, step)
 
     def run(self, steps: Iterable[S.Step]) -> tuple[int, Failure] | None:
         """Apply steps in order; stop at the first failure and return (index, failure)."""
@@ -231,7 +218,7 @@ class Kernel:
             pid = _place(ns, t.pid)
             p = Process(pid, ns)
             pid.task = p
-            p.state = t.state
+            p.state = t.state  # before the group is attached: attach_pgrp counts stopped members
             p.status = t.exit_status or 0
             p.is_subreaper = bool(t.child_subreaper)
             p.comm = t.comm
@@ -283,6 +270,26 @@ class Kernel:
                 self.external_pgrp_session[nr] = tree[p.top].sid
         else:
             self.attach_session(p, pid)
+
+
+def _exit(k: Kernel, s: S.Exit) -> None:
+    # a signal can kill a stopped task; an exit code needs the task to run
+    kexit.do_exit(k, k._actor(s.task, running=not s.status & 0x7F), s.status)
+
+
+_HANDLERS: dict[type, Callable[[Kernel, Any], None]] = {
+    S.Fork: lambda k, s: kfork.do_fork(k, k._actor(s.parent), s.pid, s.clone_parent, s.new_ns),
+    S.Thread: lambda k, s: kfork.do_thread(k, k._actor(s.task), s.tid),
+    S.Setsid: lambda k, s: ksession.do_setsid(k, k._actor(s.task)),
+    S.Setpgid: lambda k, s: ksession.do_setpgid(k, k._actor(s.caller), s.target, s.pgid),
+    S.Subreaper: lambda k, s: kprctl.do_subreaper(k._actor(s.task), s.on),
+    S.Sigchld: lambda k, s: ksignals.do_sigchld(k._actor(s.task), s.ignore),
+    S.Exit: _exit,
+    S.ExitLeaderThread: lambda k, s: kexit.do_exit_leader_thread(k, k._actor(s.task)),
+    S.Wait: lambda k, s: kexit.do_wait(k, k._actor(s.parent), s.child),
+    S.Stop: lambda k, s: ksignals.do_stop(k._actor(s.task, running=False)),
+    S.Comm: lambda k, s: kprctl.do_comm(k._actor(s.task), s.name),
+}
 
 
 def _place(ns: PidNamespace, nrs: tuple[int, ...]) -> Pid:

@@ -18,8 +18,9 @@ from procforge.kernel.state import RESERVED_PIDS, KernelRefusal, Pid, PidNamespa
 
 def _cyclic(ns: PidNamespace) -> int:
     """idr_alloc_cyclic over [pid_min, pid_max): returns the number or raises EAGAIN."""
-    pid_min = RESERVED_PIDS if ns.cursor > RESERVED_PIDS else 1
-    start = max(ns.cursor, pid_min)
+    cursor = ns.cursor
+    pid_min = RESERVED_PIDS if cursor > RESERVED_PIDS else 1
+    start = cursor if cursor > pid_min else pid_min
     pids = ns.pids
     nr = start
     while nr < ns.pid_max and nr in pids:
@@ -42,6 +43,12 @@ def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None) -> Pid:
     `set_tid` lists numbers top level first and may be shorter than the levels: it then names the
     innermost ones (clone3's set_tid array reversed).
     """
+    if set_tid is None and ns.parent is None and ns.adding:
+        # the common case, one level and the allocator's choice: same rules, no bookkeeping
+        nr = _cyclic(ns)
+        pid = Pid((nr,), ns)
+        ns.pids[nr] = pid
+        return pid
     levels = ns.level + 1
     given = set_tid or ()
     if len(given) > levels:

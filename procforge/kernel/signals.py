@@ -9,13 +9,13 @@ Facts this relies on (semantics §4, §5):
 
 from __future__ import annotations
 
-from procforge.kernel.state import STOPPED, ZOMBIE, KernelRefusal, Process
+from procforge.kernel.state import STOPPED, ZOMBIE, KernelRefusal, Process, set_state
 
 
 def do_stop(proc: Process) -> None:
     if proc.state == ZOMBIE:
         raise KernelRefusal(None, f"{proc.top} is a zombie and cannot be stopped")
-    proc.state = STOPPED
+    set_state(proc, STOPPED)
 
 
 def do_sigchld(proc: Process, ignore: bool) -> None:

@@ -25,7 +25,7 @@ PID_MAX_NS = 4194304  # PID_MAX_LIMIT: a new namespace's pid_max since 6.14
 class Pid:
     """struct pid: numbers at levels 0..level, and who holds it."""
 
-    __slots__ = ("nr", "ns", "task", "pgrp", "sessions", "external")
+    __slots__ = ("nr", "ns", "task", "pgrp", "sessions", "external", "stopped")
 
     def __init__(self, nr: tuple[int, ...], ns: PidNamespace) -> None:
         self.nr = nr  # top level first
@@ -34,6 +34,7 @@ class Pid:
         self.pgrp: dict[int, Process] | None = None  # PIDTYPE_PGID: processes in this group
         self.sessions = 0  # PIDTYPE_SID holders
         self.external = False  # held by the environment, outside the model
+        self.stopped = 0  # stopped processes in this group: has_stopped_jobs() in O(1)
 
     @property
     def top(self) -> int:
@@ -105,6 +106,18 @@ class Process:
 
     def __repr__(self) -> str:
         return f"<Process {self.top} {self.state}>"
+
+
+def set_state(p: Process, state: str) -> None:
+    """Change a process's state, keeping its group's count of stopped members (has_stopped_jobs)."""
+    old = p.state
+    if old == state:
+        return
+    if old == STOPPED:
+        p.pgrp.stopped -= 1
+    elif state == STOPPED:
+        p.pgrp.stopped += 1
+    p.state = state
 
 
 @dataclass(frozen=True, slots=True)
