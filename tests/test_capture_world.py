@@ -53,7 +53,8 @@ def _wait_state(pid: int, states: str) -> None:
 
 def spawn(body: Any = None) -> int:
     """Fork; the child runs body() then acts on its result: None idles, 'stop' stops,
-    'exit_leader' ends the leader thread (threads live on), an int exits with that code."""
+    'exit_leader' ends the leader thread (threads live on), an int exits with that code, a
+    function is called after the child said it is ready (then it idles)."""
     global _ready_fd
     r, w = os.pipe()
     pid = os.fork()
@@ -76,6 +77,8 @@ def spawn(body: Any = None) -> int:
             os.kill(os.getpid(), signal.SIGSTOP)
         if what == "exit_leader":
             _libc.syscall(60, 0)  # SYS_exit: this thread only
+        if callable(what):
+            what()
         _idle()
     os.close(w)
     got = os.read(r, 1)
@@ -177,6 +180,14 @@ class World:
         except BaseException:
             self.close()
             raise
+
+    def next_report(self) -> dict[str, Any]:
+        """The next value a task of the world reports after READY (blocks)."""
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("world died")
+        return json.loads(line)
 
     @property
     def proc_root(self) -> str:

@@ -261,7 +261,8 @@ def _injected_check(proc: str, pid: int, lvl: int, scan: _Scan, captured: set[in
                 "a tree cannot hold it; capture without --namespace to take the init's descendants")
 
 
-def _capture_once(pid: int, namespace: bool, proc: str) -> Tree:
+def _capture_once(pid: int, namespace: bool, proc: str) -> tuple[Tree, dict[int, int]]:
+    """The tree, and the /proc mount's pid of each task (for the probe)."""
     scan = _scan(proc)
     _resolve_root(proc, pid, scan)
     root_ns = scan.nspid(pid)
@@ -319,8 +320,9 @@ def _capture_once(pid: int, namespace: bool, proc: str) -> Tree:
     external = _external(pid, lvl, namespace, scan, captured, referenced - set(tasks) - {0})
     namespaces = tuple(t.id for t in tasks.values() if t.pid[-1] == 1)
     what = "the pid namespace of process" if namespace else "process"
-    return Tree(tasks=tasks, namespaces=namespaces, external=frozenset(external),
+    tree = Tree(tasks=tasks, namespaces=namespaces, external=frozenset(external),
                 source=f"/proc capture of {what} {pid}")
+    return tree, {nspid[c][lvl]: c for c in order}
 
 
 def _external(pid: int, lvl: int, namespace: bool, scan: _Scan, captured: set[int],
@@ -359,7 +361,7 @@ def read_tree(pid: int, *, namespace: bool = True, probe_subreaper: bool = False
     try:
         for attempt in range(ATTEMPTS):
             try:
-                tree = _capture_once(pid, namespace, proc)
+                tree, mount_pid = _capture_once(pid, namespace, proc)
                 break
             except _Changed as e:
                 why = str(e)
@@ -375,5 +377,5 @@ def read_tree(pid: int, *, namespace: bool = True, probe_subreaper: bool = False
     if probe_subreaper:
         from procforge.capture.probe import probe_tree
 
-        tree = probe_tree(tree, pid, proc)
+        tree = probe_tree(tree, mount_pid, proc)
     return tree
