@@ -103,6 +103,7 @@ class _Generator:
         self.in_live: set[int] = {1}
         self.zombies: list[int] = []
         self.last_child = 1
+        self.inits: list[int] = []  # namespace inits made so far (some dead): nesting candidates
         # rare events scale so that small trees still show them and big ones are not flooded
         self.p_ns = min(0.05, 4 / tasks + 0.001)
         self.p_explicit = 0.05
@@ -214,9 +215,18 @@ class _Generator:
                      and self.k.base_level + p.ns.level + 1 <= MAX_PID_NS_LEVEL)
             if r > 1 - self.p_explicit * 5:
                 pid = self.free_pids(p, newns)
+            if newns and parent is None and self.inits and self.rng.random() < 0.5:
+                # nest: half of the new namespaces start inside an existing one
+                q = self.k.procs.get(self.inits[int(self.rng.random() * len(self.inits))])
+                if (q is not None and q.state == ALIVE and q.unkillable
+                        and self.k.base_level + q.ns.level + 1 <= MAX_PID_NS_LEVEL):
+                    p, cp = q, False
+                    pid = None
         self.emit(S.Fork(p.pid.nr[0], pid, cp, newns))
         self.last_child = self.new_child_nr(pid, p.ns.level + 1 + newns)
         self.add_live(self.last_child)
+        if newns:
+            self.inits.append(self.last_child)
         return True
 
     def exit(self) -> bool:

@@ -35,4 +35,10 @@ def main() -> None:
 
 
 # Each command module registers itself on `main` when imported.
-from procforge.cli import cmd_generate, cmd_simulate, cmd_validate  # noqa: E402,F401
+from procforge.cli import (  # noqa: E402,F401
+    cmd_capture,
+    cmd_generate,
+    cmd_show,
+    cmd_simulate,
+    cmd_validate,
+)
