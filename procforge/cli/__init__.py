@@ -35,7 +35,7 @@ def main() -> None:
 
 
 # Each command module registers itself on `main` when imported.
-from procforge.cli import (, cmd_capture  # noqa: E402,F401
+from procforge.cli import (  # noqa: E402,F401
     cmd_capture,
     cmd_generate,
     cmd_show,
