@@ -38,6 +38,7 @@ def main() -> None:
 from procforge.cli import (  # noqa: E402,F401
     cmd_capture,
     cmd_generate,
+    cmd_import_criu,
     cmd_show,
     cmd_simulate,
     cmd_validate,
