@@ -150,8 +150,8 @@ def _will_become_orphaned(k: Kernel, pgrp: dict[int, Process], ignored: Process 
     for p in pgrp.values():
         if p is ignored or p.state == ZOMBIE:
             continue
-        if p.parent is None and k.base_level == 0:
-            continue  # is_global_init(real_parent)
+        if k.base_level == 0 and p.parent is not None and p.parent is k.top_ns.reaper:
+            continue  # is_global_init(real_parent): only when the model's top is the init ns
         ppgrp, psession = _parent_links(k, p)
         if ppgrp is not p.pgrp and psession is p.session:
             return False

@@ -26,6 +26,9 @@ def do_fork(k: Kernel, caller: Process, set_tid: tuple[int, ...] | None, clone_p
             new_ns: bool) -> Process:
     if clone_parent and caller.unkillable:
         raise KernelRefusal("EINVAL", f"CLONE_PARENT from {caller.top}, a namespace init (SIGNAL_UNKILLABLE)")
+    if clone_parent and caller.parent is None:
+        raise KernelRefusal(None, f"CLONE_PARENT from {caller.top}: the child's parent would be "
+                                  "outside the tree (the restorer)")
     ns = caller.ns
     if new_ns:
         if k.base_level + ns.level + 1 > MAX_PID_NS_LEVEL:

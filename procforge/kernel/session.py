@@ -4,7 +4,7 @@ Facts this relies on (semantics §2, §3):
 - setsid fails with EPERM when the caller leads a session already, or when any task, zombies
   included, has a pgid equal to the caller's pid (`pid_task(sid, PIDTYPE_PGID)`); otherwise the caller
   leads a new session and a new group, both named by its pid;
-- setpgid checks, in this order: pgid < 0 (EINVAL); the target is not visible in the caller's
+- setpgid checks, in this order (`sys_setpgid`): pgid < 0 (EINVAL); the target is not visible in the caller's
   namespace (ESRCH); the target is a thread, not a group leader (EINVAL); the target is the caller's
   child in another session (EPERM) or has exec'd (EACCES; the model never execs); the target is neither
   the caller nor its child (ESRCH); the target leads a session (EPERM); pgid != target and no task of
@@ -37,6 +37,8 @@ def do_setsid(k: Kernel, caller: Process) -> None:
 def do_setpgid(k: Kernel, caller: Process, target_nr: int, pgid_nr: int) -> None:
     """Arguments are top-level numbers; 0 means the caller (target) or the target (pgid)."""
     ns = caller.ns
+    if pgid_nr < 0:
+        raise KernelRefusal("EINVAL", f"pgid {pgid_nr} is negative")
     if target_nr == 0:
         target: Process | None = caller
     else:
