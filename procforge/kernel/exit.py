@@ -12,8 +12,10 @@ Facts this relies on (semantics §1 CLONE_NEWPID, §4, §5):
   released at once if that parent ignores SIGCHLD (`reparent_leader`); then
   `kill_orphaned_pgrp(child, father)` runs on the child's group;
 - a group that becomes orphaned (no member has a parent in another group of the same session; the
-  global init does not count as such a parent) while it has stopped members gets SIGHUP then SIGCONT:
-  every member dies of SIGHUP, except a namespace init, which ignores it and is only continued;
+  global init does not count as such a parent) while it has stopped members is hit
+  (`kill_orphaned_pgrp`); measured on 6.18 (tests/test_model_kernel.py, the reference §4 says
+  otherwise): only the *stopped* members die of SIGHUP; running members get only SIGCONT and live
+  on; a stopped namespace init ignores the SIGHUP and is continued;
 - when the last thread of a namespace init exits, the namespace dies: no new pids, every task in it
   (and in the namespaces below) is killed with SIGKILL and reaped, and the init becomes a zombie only
   after that (`zap_pid_ns_processes`); if another thread of the init lives, it becomes the reaper;
@@ -27,7 +29,16 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from procforge.kernel.pids import maybe_free
-from procforge.kernel.state import ALIVE, SIGHUP, SIGKILL, ZOMBIE, KernelRefusal, Process, set_state
+from procforge.kernel.state import (
+    ALIVE,
+    SIGHUP,
+    SIGKILL,
+    STOPPED,
+    ZOMBIE,
+    KernelRefusal,
+    Process,
+    set_state,
+)
 
 if TYPE_CHECKING:
     from procforge.kernel.machine import Kernel
@@ -172,8 +183,8 @@ def _kill_orphaned_pgrp(k: Kernel, tsk: Process, father: Process | None,
             and pgrp.stopped > 0  # has_stopped_jobs
             and _will_become_orphaned(k, members, ignored)):
         for m in list(members.values()):
-            if m.state == ZOMBIE:
-                continue
+            if m.state != STOPPED:
+                continue  # a running member only gets SIGCONT (measured on 6.18)
             if m.unkillable:
                 set_state(m, ALIVE)  # SIGCONT; an init ignores the SIGHUP
                 continue
