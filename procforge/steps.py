@@ -362,8 +362,10 @@ def step_from_json(d: Any, where: str) -> Step:
             if type(v) is not bool:
                 raise StepSyntaxError(f"{where}: field {k} must be true or false")
         elif k == "name":
-            if not isinstance(v, str) or len(v) > 15 or not v or any(c.isspace() for c in v):
-                raise StepSyntaxError(f"{where}: field name must be 1 to 15 characters without spaces")
+            if (not isinstance(v, str) or len(v) > 15 or not v or "#" in v
+                    or any(c.isspace() for c in v)):
+                # no '#' either: the text form reads it as a comment, and both forms must agree
+                raise StepSyntaxError(f"{where}: field name must be 1 to 15 characters without spaces or '#'")
         elif type(v) is not int or v < 0:
             raise StepSyntaxError(f"{where}: field {k} must be a non-negative integer")
         kw[k] = v

@@ -142,7 +142,7 @@ def _where(data: Any, path: str) -> str:
 
     m = re.match(r"data\.tasks\[(\d+)\]\.?(.*)", path)
     if not m:
-        return path.removeprefix("data.") or "top level"
+        return path.removeprefix("data").removeprefix(".") or "top level"
     idx, rest = int(m.group(1)), m.group(2)
     try:
         pid = data["tasks"][idx]["pid"][0]
@@ -162,7 +162,7 @@ def from_json(data: Any, source: str | None = None) -> Tree:
     try:
         _schema_validator()(data)
     except fastjsonschema.JsonSchemaValueException as e:
-        where = _where(data, e.path if hasattr(e, "path") else e.name)
+        where = _where(data, e.name or "")  # e.name is the dotted path, data.tasks[3].pgid
         msg = e.message.removeprefix(e.name).strip() if e.name else e.message
         raise TreeError(f"{where}: {msg}", source=source) from None
     tasks: dict[int, Task] = {}
