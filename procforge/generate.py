@@ -202,9 +202,11 @@ class _Generator:
 
     # ------------------------------------------------------------------------------------- actions
 
-    def fork(self, parent: Process | None = None) -> bool:
+    def fork(self, parent: Process | None = None, plain: bool = False) -> bool:
+        """A fork, sometimes with CLONE_PARENT, a new namespace or explicit pids (not if plain:
+        a helper that needs the child right under `parent`, in its namespace)."""
         p = parent or self.pick_running() or self.k.procs[1]
-        r = self.rng.random()  # one draw, cut into disjoint ranges: the options are rare
+        r = 1.0 if plain else self.rng.random()  # one draw, cut into disjoint ranges
         cp = newns = False
         pid = None
         if r < 0.2:
@@ -280,6 +282,8 @@ class _Generator:
 
     def dead_leader(self) -> bool:
         """A group or session leader dies and is reaped while members keep its id."""
+        if self.rng.random() < 0.5:
+            return self.new_dead_leader()
         for _ in range(4):
             p = self.pick_live()
             if p is None or p.unkillable or p.state != ALIVE:
@@ -297,6 +301,21 @@ class _Generator:
             return True
         return False
 
+    def new_dead_leader(self) -> bool:
+        """Make one: a fresh child starts a session (its new pid names no group, so setsid
+        succeeds), forks a member, then dies and is reaped by its parent."""
+        p = self.pick_running()
+        if p is None:
+            return False
+        self.fork(p, plain=True)
+        leader = self.k.procs[self.last_child]
+        self.emit(S.Setsid(leader.top))
+        self.fork(leader, plain=True)
+        self.emit(S.Exit(leader.top, self.status(leader)))
+        if self.k.procs.get(leader.top) is leader and leader.parent is p and p.state == ALIVE:
+            self.emit(S.Wait(p.top, leader.top))
+        return True
+
     def setsid(self) -> bool:
         p = self.pick_running()
         if p is None:
@@ -304,7 +323,7 @@ class _Generator:
         if p.session_leader or p.pid.pgrp:
             # ksys_setsid would refuse (a leader already, or a group is named after it): make a
             # child, whose fresh pid names no group, and let it start the session
-            self.fork(p)
+            self.fork(p, plain=True)
             p = self.k.procs[self.last_child]
         self.emit(S.Setsid(p.top))
         return True
@@ -382,22 +401,28 @@ class _Generator:
         return True
 
     def exit_leader_thread(self) -> bool:
-        for _ in range(3):
-            p = self.pick_running()
-            if p is not None and p.threads and p.leader_alive:
-                self.emit(S.ExitLeaderThread(p.top))
-                return True
-        return False
+        p = self.pick_running()
+        if p is None or not p.leader_alive:
+            return False
+        if not p.threads:
+            self.emit(S.Thread(p.top, None))  # the group needs another thread to live on
+        self.emit(S.ExitLeaderThread(p.top))
+        return True
 
     def stop(self) -> bool:
         """SIGSTOP a task whose group keeps a link out of it (its parent is in another group of
         the same session), so that the group is not orphaned now."""
         p = self.pick_running()
-        if p is None or p.unkillable:
+        if p is None:
             return False
         par = p.parent
-        if par is None or par.pgrp is p.pgrp or par.session is not p.session:
-            return False
+        if p.unkillable or par is None or par.pgrp is p.pgrp or par.session is not p.session:
+            # make such a task: a fresh child that its parent moves into a group of its own
+            # (setpgid by the parent: its child, same session, not a session leader)
+            self.fork(p, plain=True)
+            c = self.k.procs[self.last_child]
+            self.emit(S.Setpgid(p.top, c.top, c.top))
+            p = c
         self.emit(S.Stop(p.top))
         return True
 
