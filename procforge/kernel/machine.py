@@ -165,26 +165,29 @@ class Kernel:
         tasks: dict[int, Task] = {}
         namespaces: list[int] = []
         external: set[int] = set()
+        top = self.top_ns
+        # one pass, locals and positional Task fields: this runs once per task of million-task
+        # trees (Task's fields: pid ppid pgid sid state exit_status threads leader_exited
+        # child_subreaper comm)
         for p in self.procs.values():
             nr = p.pid.nr
-            if p.ns.reaper is p and p.unkillable:
+            if p.unkillable and p.ns.reaper is p:
                 namespaces.append(nr[0])
-            pg = p.pgrp.nr[0] if p.pgrp.ns.chain[0] is self.top_ns else 0
-            sid = p.session.nr[0] if p.session.ns.chain[0] is self.top_ns else 0
-            for x in (p.pgrp, p.session):
-                if x.external and x.ns.chain[0] is self.top_ns:
-                    external.add(x.nr[0])
+            g, s = p.pgrp, p.session
+            pg = g.nr[0] if g.ns.chain[0] is top else 0
+            sid = s.nr[0] if s.ns.chain[0] is top else 0
+            if g.external and pg:
+                external.add(pg)
+            if s.external and sid:
+                external.add(sid)
+            par = p.parent
+            state = p.state
+            zombie = state == ZOMBIE
             tasks[nr[0]] = Task(
-                pid=nr,
-                ppid=p.parent.top if p.parent is not None else 0,
-                pgid=pg,
-                sid=sid,
-                state=p.state,
-                exit_status=p.status if p.state == ZOMBIE else None,
-                threads=tuple(t.nr for t in p.threads),
-                leader_exited=not p.leader_alive and p.state != ZOMBIE,
-                child_subreaper=p.is_subreaper,
-                comm=p.comm,
+                nr, par.pid.nr[0] if par is not None else 0, pg, sid, state,
+                p.status if zombie else None,
+                tuple([t.nr for t in p.threads]) if p.threads else (),
+                not p.leader_alive and not zombie, p.is_subreaper, p.comm,
             )
         return Tree(tasks=tasks, namespaces=tuple(sorted(namespaces)), external=frozenset(external),
                     source=source)
