@@ -17,8 +17,9 @@ Facts this relies on (semantics §1 CLONE_NEWPID, §4, §5):
   otherwise): only the *stopped* members die of SIGHUP; running members get only SIGCONT and live
   on; a stopped namespace init ignores the SIGHUP and is continued;
 - when the last thread of a namespace init exits, the namespace dies: no new pids, every task in it
-  (and in the namespaces below) is killed with SIGKILL and reaped, and the init becomes a zombie only
-  after that (`zap_pid_ns_processes`); if another thread of the init lives, it becomes the reaper;
+  (and in the namespaces below) is killed with SIGKILL and reaped, and the init becomes a zombie
+  only after that (`zap_pid_ns_processes`); if another thread of the init lives, it becomes the
+  reaper;
 - a leader thread that exits while others live stays as a zombie *leader*, which is not a zombie
   process: it cannot be waited for; the group's children stay with the group.
 """
@@ -90,11 +91,15 @@ def _exit_group(k: Kernel, proc: Process, status: int, pending: _Pending) -> Non
 
 def _check_zap_can_finish(init: Process) -> None:
     """zap_pid_ns_processes waits until every pid of the namespace is free: a group outside the
-    namespace named after a task inside it would keep init waiting for ever. The model refuses it."""
+    namespace named after a task inside it would keep init waiting for ever. The model refuses
+    it."""
     ns = init.ns
     for pid in ns.pids.values():
-        if pid is not init.pid and pid.pgrp and any(not m.ns.is_within(ns) for m in pid.pgrp.values()):
-            raise KernelRefusal(None, f"init {init.top} would wait for ever: group {pid.top} of its namespace has members outside it")
+        if pid is init.pid or not pid.pgrp:
+            continue
+        if any(not m.ns.is_within(ns) for m in pid.pgrp.values()):
+            raise KernelRefusal(None, f"init {init.top} would wait for ever: group {pid.top} of "
+                                      "its namespace has members outside it")
 
 
 def _zap_namespace(k: Kernel, init: Process) -> None:
@@ -211,7 +216,8 @@ def do_exit_leader_thread(k: Kernel, proc: Process) -> None:
     if not proc.leader_alive:
         raise KernelRefusal(None, f"the leader thread of {proc.top} has already exited")
     if not proc.threads:
-        raise KernelRefusal(None, f"{proc.top} has no other thread: its leader's exit would end the process (use exit)")
+        raise KernelRefusal(None, f"{proc.top} has no other thread: its leader's exit would end "
+                                  "the process (use exit)")
     proc.leader_alive = False
 
 
@@ -220,5 +226,6 @@ def do_wait(k: Kernel, parent: Process, child_nr: int) -> None:
     if child is None:
         raise KernelRefusal("ECHILD", f"{child_nr} is not a child of {parent.top}")
     if child.state != ZOMBIE:
-        raise KernelRefusal(None, f"child {child_nr} is {'a leader with live threads' if not child.leader_alive else child.state}; waitpid would block")
+        what = "a leader with live threads" if not child.leader_alive else child.state
+        raise KernelRefusal(None, f"child {child_nr} is {what}; waitpid would block")
     release(k, child)

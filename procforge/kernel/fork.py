@@ -2,8 +2,8 @@
 
 Facts this relies on (semantics §1):
 - the child's parent is the caller, or the caller's parent with CLONE_PARENT; pgid and sid come from
-  the caller in both cases; `is_child_subreaper` starts at 0 and `has_child_subreaper` is the caller's
-  `has || is` (`copy_signal`); signal dispositions (our SIGCHLD one) are copied;
+  the caller in both cases; `is_child_subreaper` starts at 0 and `has_child_subreaper` is the
+  caller's `has || is` (`copy_signal`); signal dispositions (our SIGCHLD one) are copied;
 - CLONE_PARENT from a process with SIGNAL_UNKILLABLE (any namespace init) is EINVAL, checked before
   namespaces are made;
 - CLONE_NEWPID makes a namespace one level down (ENOSPC past level 32); its first process is pid 1,
@@ -25,14 +25,16 @@ if TYPE_CHECKING:
 def do_fork(k: Kernel, caller: Process, set_tid: tuple[int, ...] | None, clone_parent: bool,
             new_ns: bool) -> Process:
     if clone_parent and caller.unkillable:
-        raise KernelRefusal("EINVAL", f"CLONE_PARENT from {caller.top}, a namespace init (SIGNAL_UNKILLABLE)")
+        raise KernelRefusal("EINVAL", f"CLONE_PARENT from {caller.top}, a namespace init "
+                                      "(SIGNAL_UNKILLABLE)")
     if clone_parent and caller.parent is None:
         raise KernelRefusal(None, f"CLONE_PARENT from {caller.top}: the child's parent would be "
                                   "outside the tree (the restorer)")
     ns = caller.ns
     if new_ns:
         if k.base_level + ns.level + 1 > MAX_PID_NS_LEVEL:
-            raise KernelRefusal("ENOSPC", f"a new namespace would be at level {k.base_level + ns.level + 1}, past {MAX_PID_NS_LEVEL}")
+            raise KernelRefusal("ENOSPC", "a new namespace would be at level "
+                                          f"{k.base_level + ns.level + 1}, past {MAX_PID_NS_LEVEL}")
         ns = PidNamespace(ns)
     pid = alloc_pid(ns, set_tid)
     nr = pid.nr[0]

@@ -1,9 +1,10 @@
 """The kernel model: a state and `apply(step)`, with the kernel's rules in the sibling modules.
 
-A step either succeeds and changes the state, or fails with the errno the kernel returns and leaves the
-state as the kernel would (unchanged, except a cyclic allocator's cursor that alloc_pid had already
-advanced: the kernel keeps that too). The model starts from a fresh pid namespace holding only its
-init (pid 1), or from a tree (`Kernel.from_tree`), and turns back into a tree with `snapshot()`.
+A step either succeeds and changes the state, or fails with the errno the kernel returns and leaves
+the state as the kernel would (unchanged, except a cyclic allocator's cursor that alloc_pid had
+already advanced: the kernel keeps that too). The model starts from a fresh pid namespace holding
+only its init (pid 1), or from a tree (`Kernel.from_tree`), and turns back into a tree with
+`snapshot()`.
 """
 
 from __future__ import annotations
@@ -194,8 +195,8 @@ class Kernel:
 
     @classmethod
     def from_tree(cls, tree: Tree, base_level: int = 1) -> Kernel:
-        """A state holding exactly `tree`. Ids of dead leaders are held at the top level only; cursors
-        start after the highest number used at each level."""
+        """A state holding exactly `tree`. Ids of dead leaders are held at the top level only;
+        cursors start after the highest number used at each level."""
         k = cls(base_level)
         ns_by_init: dict[int, PidNamespace] = {}
         ch = tree.children()
@@ -239,7 +240,8 @@ class Kernel:
                 parent.children[x] = p
             k.procs[x] = p
         # has_child_subreaper: set where an ancestor at the same level is a subreaper (the kernel
-        # would have set it by fork or by propagation); a stale hint cannot be recovered from a tree.
+        # would have set it by fork or by propagation); a stale hint cannot be recovered from a
+        # tree.
         for x in order:
             p = k.procs[x]
             par = p.parent
@@ -256,7 +258,8 @@ class Kernel:
             ns.cursor = max(ns.pids, default=0) + 1
         return k
 
-    def _attach_id(self, p: Process, nr: int, env_ids: dict[int, Pid], tree: Tree, group: bool) -> None:
+    def _attach_id(self, p: Process, nr: int, env_ids: dict[int, Pid], tree: Tree,
+                   group: bool) -> None:
         if nr == 0:
             pid = self.env_pgrp if group else self.env_session
         elif nr in self.procs:

@@ -3,11 +3,13 @@
 Facts this relies on (semantics §0, §1 set_tid):
 - the allocator is cyclic per namespace: it searches from the cursor (last allocated + 1) up to
   pid_max - 1, then wraps to 1, or to RESERVED_PIDS (300) once the cursor has passed 300;
-- a number given with set_tid is taken as is (`idr_alloc(tid, tid + 1)`) and does not move the cursor;
+- a number given with set_tid is taken as is (`idr_alloc(tid, tid + 1)`) and does not move the
+  cursor;
 - alloc_pid walks levels from the innermost to the top; per level with a set_tid entry it checks the
   range (EINVAL), then that the level has a reaper unless the number is 1 (EINVAL), then capability
-  (EPERM, which the model grants), then that the number is free (EEXIST); a failure frees the numbers
-  taken so far, but a cyclic allocation has already advanced its cursor: the kernel keeps that;
+  (EPERM, which the model grants), then that the number is free (EEXIST); a failure frees the
+  numbers taken so far, but a cyclic allocation has already advanced its cursor: the kernel keeps
+  that;
 - a number is in use while any task, zombie or group/session reference holds its struct pid.
 """
 
@@ -32,7 +34,8 @@ def _cyclic(ns: PidNamespace) -> int:
         if nr >= start:
             nr = ns.pid_max
     if nr >= ns.pid_max:
-        raise KernelRefusal("EAGAIN", f"no free pid in the level-{ns.level} namespace (pid_max {ns.pid_max})")
+        raise KernelRefusal("EAGAIN", f"no free pid in the level-{ns.level} namespace (pid_max "
+                                      f"{ns.pid_max})")
     ns.cursor = nr + 1
     return nr
 
@@ -52,7 +55,8 @@ def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None) -> Pid:
     levels = ns.level + 1
     given = set_tid or ()
     if len(given) > levels:
-        raise KernelRefusal("EINVAL", f"set_tid has {len(given)} entries, the namespace has {levels} levels")
+        raise KernelRefusal("EINVAL", f"set_tid has {len(given)} entries, the namespace has "
+                                      f"{levels} levels")
     nrs = [0] * levels
     first_given = levels - len(given)
     taken: list[tuple[PidNamespace, int]] = []
@@ -62,11 +66,14 @@ def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None) -> Pid:
             if i >= first_given:
                 tid = given[i - first_given]
                 if tid < 1 or tid >= level_ns.pid_max:
-                    raise KernelRefusal("EINVAL", f"set_tid {tid} is outside 1..{level_ns.pid_max - 1} at level {i}")
+                    raise KernelRefusal("EINVAL", f"set_tid {tid} is outside "
+                                                  f"1..{level_ns.pid_max - 1} at level {i}")
                 if tid != 1 and level_ns.reaper is None:
-                    raise KernelRefusal("EINVAL", f"set_tid {tid} at level {i}: that namespace has no init yet, only 1 is allowed")
+                    raise KernelRefusal("EINVAL", f"set_tid {tid} at level {i}: that namespace has "
+                                                  "no init yet, only 1 is allowed")
                 if tid in level_ns.pids:
-                    raise KernelRefusal("EEXIST", f"pid {tid} is in use at level {i} ({_holder(level_ns.pids[tid])})")
+                    raise KernelRefusal("EEXIST", f"pid {tid} is in use at level {i} "
+                                                  f"({_holder(level_ns.pids[tid])})")
                 nr = tid
             else:
                 nr = _cyclic(level_ns)
@@ -81,7 +88,8 @@ def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None) -> Pid:
     if not ns.adding:
         for lns, nr in taken:
             del lns.pids[nr]
-        raise KernelRefusal("ENOMEM", "the namespace's init has died: no new processes (PIDNS_ADDING cleared)")
+        raise KernelRefusal("ENOMEM", "the namespace's init has died: no new processes "
+                                      "(PIDNS_ADDING cleared)")
     pid = Pid(tuple(nrs), ns)
     for lns, nr in taken:
         lns.pids[nr] = pid

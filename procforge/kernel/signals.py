@@ -1,8 +1,8 @@
 """Signals the model needs: SIGSTOP and the SIGCHLD disposition (`kernel/signal.c`).
 
 Facts this relies on (semantics §4, §5):
-- SIGSTOP is never ignored and stops the whole group (SIGNAL_STOP_STOPPED); it is sent by the restorer
-  from outside the namespace, so a namespace init stops too; a zombie cannot be stopped;
+- SIGSTOP is never ignored and stops the whole group (SIGNAL_STOP_STOPPED); it is sent by the
+  restorer from outside the namespace, so a namespace init stops too; a zombie cannot be stopped;
 - a SIGCHLD disposition of SIG_IGN makes `do_notify_parent` release a child at its death (or when a
   zombie is reparented to it); setting it does not reap zombies that already exist; fork copies it.
 """

@@ -1,8 +1,9 @@
 """The model's state: struct pid, pid namespaces and processes, as the kernel keeps them.
 
 Facts this relies on (linux-process-semantics.md §0):
-- a `struct pid` has one number per namespace level and stays allocated while any task uses it as its
-  PID, or any process uses it as PGID or SID (`__change_pid` frees it only when all lists are empty);
+- a `struct pid` has one number per namespace level and stays allocated while any task uses it as
+  its PID, or any process uses it as PGID or SID (`__change_pid` frees it only when all lists are
+  empty);
 - a process's parent is a thread, but /proc shows its tgid; every rule here works on thread groups,
   and threads matter only as holders of numbers and as "another live thread" on exit;
 - zombies keep PGID and SID until they are reaped (`__unhash_process` detaches them at release).
