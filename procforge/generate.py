@@ -95,8 +95,10 @@ class _Generator:
 
     def __init__(self, tasks: int, seed: int, feats: frozenset[str]) -> None:
         self.k = Kernel.fresh()
+        self.procs = self.k.procs
         self.target = tasks
         self.rng = random.Random(seed)
+        self.random = self.rng.random  # bound once: drawn several times per step
         self.f = feats
         self.steps: list[S.Step] = []
         self.live: list[int] = [1]
@@ -145,20 +147,18 @@ class _Generator:
         self.steps.append(step)
 
     def run(self) -> None:
-        procs = self.k.procs
-        rng = self.rng
-        while len(procs) < self.target:
-            # near the end only forks: a big exit cascade must not undo the last steps' growth
-            act = self.acts[bisect(self.cum, rng.random())]
-            if not act():
-                self.fork()
+        procs, target, random_ = self.procs, self.target, self.random
+        cum, acts, fork = self.cum, self.acts, self.fork
+        while len(procs) < target:
+            if not acts[bisect(cum, random_())]():
+                fork()
 
     def pick_live(self) -> Process | None:
         """A random live (running or stopped) process, None if the draw hit a dead entry."""
         live = self.live
-        i = int(self.rng.random() * len(live))
+        i = int(self.random() * len(live))
         nr = live[i]
-        p = self.k.procs.get(nr)
+        p = self.procs.get(nr)
         if p is None or p.state == ZOMBIE:
             live[i] = live[-1]
             live.pop()
@@ -166,17 +166,14 @@ class _Generator:
             return None
         return p
 
-    def pick_running(self, tries: int = 4) -> Process | None:
-        for _ in range(tries):
-            p = self.pick_live()
+    def pick_running(self) -> Process | None:
+        """A random running process (four draws), or None."""
+        pick = self.pick_live
+        for _ in range(4):
+            p = pick()
             if p is not None and p.state == ALIVE:
                 return p
         return None
-
-    def add_live(self, nr: int) -> None:
-        if nr not in self.in_live:
-            self.in_live.add(nr)
-            self.live.append(nr)
 
     def free_pids(self, p: Process, new_ns: bool) -> tuple[int, ...] | None:
         """Explicit pids (set_tid) for a child of p: free numbers just past each level's cursor.
@@ -205,8 +202,8 @@ class _Generator:
     def fork(self, parent: Process | None = None, plain: bool = False) -> bool:
         """A fork, sometimes with CLONE_PARENT, a new namespace or explicit pids (not if plain:
         a helper that needs the child right under `parent`, in its namespace)."""
-        p = parent or self.pick_running() or self.k.procs[1]
-        r = 1.0 if plain else self.rng.random()  # one draw, cut into disjoint ranges
+        p = parent or self.pick_running() or self.procs[1]
+        r = 1.0 if plain else self.random()  # one draw, cut into disjoint ranges
         cp = newns = False
         pid = None
         if r < 0.2:
@@ -224,11 +221,16 @@ class _Generator:
                         and self.k.base_level + q.ns.level + 1 <= MAX_PID_NS_LEVEL):
                     p, cp = q, False
                     pid = None
-        self.emit(S.Fork(p.pid.nr[0], pid, cp, newns))
-        self.last_child = self.new_child_nr(pid, p.ns.level + 1 + newns)
-        self.add_live(self.last_child)
+        step = S.Fork(p.pid.nr[0], pid, cp, newns)
+        if self.k.apply(step) is not None:
+            self.emit(step)  # raises with the reason
+        self.steps.append(step)
+        nr = self.last_child = self.new_child_nr(pid, p.ns.level + 1 + newns)
+        if nr not in self.in_live:
+            self.in_live.add(nr)
+            self.live.append(nr)
         if newns:
-            self.inits.append(self.last_child)
+            self.inits.append(nr)
         return True
 
     def exit(self) -> bool:
