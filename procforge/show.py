@@ -130,16 +130,20 @@ def summary(tree: Tree) -> str:
     depth = _max_depth(tree)
     deepest = max((t.level for t in tree), default=0)
     parts = [
-        f"{len(tree)} tasks: {states['alive']} alive, {states['stopped']} stopped, "
-        f"{states['zombie']} zombies",
-        f"{threads} threads",
-        f"{len(tree.namespaces)} namespaces (deepest level {deepest})",
-        f"{len(sessions)} sessions, {len(groups)} groups",
-        f"{dead_groups} groups and {dead_sessions} sessions without their leader",
-        f"{subreapers} subreapers",
+        f"{_n(len(tree), 'task')}: {states['alive']} alive, {states['stopped']} stopped, "
+        f"{_n(states['zombie'], 'zombie')}",
+        _n(threads, "thread"),
+        f"{_n(len(tree.namespaces), 'namespace')} (deepest level {deepest})",
+        f"{_n(len(sessions), 'session')}, {_n(len(groups), 'group')}",
+        f"{_n(dead_groups, 'group')} and {_n(dead_sessions, 'session')} without their leader",
+        _n(subreapers, "subreaper"),
         f"depth {depth}",
     ]
     return "; ".join(parts)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _max_depth(tree: Tree) -> int:

@@ -122,7 +122,7 @@ def test_show_columns_marks_and_summary(tmp_path: Path) -> None:
     assert "[1 thread: 40]" in by_pid[4]
     assert "[pgid 9: leader gone]" in by_pid[10] and "[sid 9: leader gone]" in by_pid[10]
     assert by_pid[5].index("-") > by_pid[4].index("-")  # indented under its parent
-    assert lines[-1].startswith("9 tasks: 6 alive, 1 stopped, 2 zombies; 1 threads")
+    assert lines[-1].startswith("9 tasks: 6 alive, 1 stopped, 2 zombies; 1 thread;")
 
 
 def test_show_depth_limit_and_json(made: tuple[Path, Path, Path]) -> None:
