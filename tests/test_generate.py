@@ -11,7 +11,7 @@ from procforge import steps as S
 from procforge import tree as T
 from procforge.errors import InvalidInput
 from procforge.generate import FEATURES, generate, parse_features
-from procforge.kernel import simulate
+from procforge.kernel import Kernel, simulate
 
 
 def same_tree(a: T.Tree, b: T.Tree) -> bool:
@@ -33,6 +33,10 @@ def test_generated_history_replays_without_failure_to_the_same_valid_tree(
     out = simulate(history)
     assert out.failure is None, f"step {out.failed_at}: {out.failure}"
     assert same_tree(out.kernel.snapshot(), tree)
+    # a model built from the tree gives the tree back, in the file's order
+    assert Kernel.from_tree(tree).snapshot().to_json() == tree.to_json() | {"source": ""} \
+        or same_tree(Kernel.from_tree(tree).snapshot(), tree)
+    assert [t.id for t in Kernel.from_tree(tree).snapshot()] == list(tree.tasks)
     # the history survives both step forms
     assert S.loads(S.dumps(history, "text")) == history
     assert S.loads(S.dumps(history, "json")) == history

@@ -254,6 +254,7 @@ class Kernel:
             k._attach_id(p, t.pgid, env_ids, tree, group=True)
             k._attach_id(p, t.sid, env_ids, tree, group=False)
             p.session_leader = t.sid == x
+        k.procs = {x: k.procs[x] for x in tree.tasks}  # the file's order, so snapshot() keeps it
         for ns in set(ns_of.values()) | {k.top_ns}:
             ns.cursor = max(ns.pids, default=0) + 1
         return k
