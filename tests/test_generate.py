@@ -34,9 +34,8 @@ def test_generated_history_replays_without_failure_to_the_same_valid_tree(
     assert out.failure is None, f"step {out.failed_at}: {out.failure}"
     assert same_tree(out.kernel.snapshot(), tree)
     # a model built from the tree gives the tree back, in the file's order
-    assert Kernel.from_tree(tree).snapshot().to_json() == tree.to_json() | {"source": ""} \
-        or same_tree(Kernel.from_tree(tree).snapshot(), tree)
-    assert [t.id for t in Kernel.from_tree(tree).snapshot()] == list(tree.tasks)
+    back = Kernel.from_tree(tree).snapshot()
+    assert same_tree(back, tree) and list(back.tasks) == list(tree.tasks)
     # the history survives both step forms
     assert S.loads(S.dumps(history, "text")) == history
     assert S.loads(S.dumps(history, "json")) == history
