@@ -37,8 +37,10 @@ def main() -> None:
 # Each command module registers itself on `main` when imported.
 from procforge.cli import (  # noqa: E402,F401
     cmd_capture,
+    cmd_diff,
     cmd_generate,
     cmd_import_criu,
+    cmd_plan,
     cmd_show,
     cmd_simulate,
     cmd_validate,

@@ -1,0 +1,483 @@
+"""Build a plan: the steps that turn a state holding only the root into the target tree.
+
+How a task gets its place (docs/planner.md has the proofs and examples):
+- its *session* is fixed at birth (the creator's) or by its own setsid, so a task is created by a
+  process that is in its session at that moment: its parent (if the parent is, or was before the
+  parent's own setsid), or an *agent*: a child of the parent in that session, which forks it with
+  CLONE_PARENT (the child inherits the agent's session and group, and gets the agent's parent);
+- when the parent has no such child, a dead session leader (the session id is nobody's pid any more)
+  is recreated as a helper child of the parent, which then serves as the agent;
+- otherwise the task is *adopted*: a member of its session that lives below the parent forks a
+  helper, the helper forks the task and exits, and the kernel reparents the task to the nearest
+  subreaper, which the parent is made for that moment (or the namespace init);
+- groups come after sessions: every group is made by its leader (or a helper holding a dead leader's
+  id), members join it themselves, leaders that left their group move last;
+- deaths come last: helpers exit and are reaped by their parents, then zombies exit with their
+  status; then subreaper flags, names, leader-thread exits, and finally SIGSTOPs, so that no exit can
+  ever orphan a group with stopped members.
+The builder runs every step in the kernel model as it emits it, so a plan it returns is one the model
+has already executed; `verify` then compares the final state with the target.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from procforge import steps as S
+from procforge.kernel.machine import Kernel
+from procforge.kernel.state import Pid, Process
+from procforge.planner.pidpool import PidPool
+from procforge.tree import STOPPED, ZOMBIE, Task, Tree
+
+
+class Unreachable(Exception):
+    """No plan: the reason names the tasks and the rule that forbids the tree."""
+
+    def __init__(self, reason: str, tasks: tuple[int, ...] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.tasks = tasks
+
+
+@dataclass
+class Helper:
+    pid: tuple[int, ...]
+    parent: int
+    role: str  # "session" (dead session leader), "group" (dead group leader), "adopt", "keeper"
+    why: str
+
+
+@dataclass
+class BuildResult:
+    steps: list[S.Step]
+    helpers: list[Helper] = field(default_factory=list)
+    kernel: Kernel | None = None
+
+
+def start_state(tree: Tree, base_level: int = 1) -> Kernel:
+    """The state a plan starts from: only the root, in the restorer's group and session.
+
+    In a fresh namespace the root is pid 1, its init; a root that is not an init (a subtree restored
+    into an existing namespace) starts as a child of the restorer, outside the model."""
+    root = tree.root
+    k = Kernel(base_level)
+    if tree.is_ns_init(root.id):
+        if root.pid != (1,):
+            raise Unreachable(f"the root {root.id} is a namespace init but its pid is not 1")
+        k._spawn_init()
+    else:
+        from procforge.kernel.state import Process as _P
+
+        pid = Pid(root.pid, k.top_ns)
+        k.top_ns.pids[root.id] = pid
+        k.top_ns.cursor = root.id + 1
+        p = _P(pid, k.top_ns)
+        pid.task = p
+        k.attach_pgrp(p, k.env_pgrp)
+        k.attach_session(p, k.env_session)
+        k.procs[root.id] = p
+    for attr, nr in (("env_pgrp", root.pgid), ("env_session", root.sid)):
+        if nr and nr in tree.external:
+            # a visible external id: number it in the top namespace
+            env: Pid = getattr(k, attr)
+            env.nr = (nr,)
+            env.ns = k.top_ns
+            k.top_ns.pids[nr] = env
+            if attr == "env_pgrp" and root.sid in tree.external:
+                k.external_pgrp_session[nr] = root.sid
+    return k
+
+
+class Builder:
+    def __init__(self, tree: Tree, base_level: int = 1, avoid: frozenset[int] = frozenset()) -> None:
+        self.t = tree
+        self.k = start_state(tree, base_level)
+        self.steps: list[S.Step] = []
+        self.helpers: list[Helper] = []
+        self.children = tree.children()
+        self.ns_chain = _ns_chains(tree)
+        self.pool = PidPool(tree, self.ns_chain, avoid)
+        self.env_sid = tree.root.sid if not self._is_tree_session(tree.root.sid) else None
+        self.done: set[int] = {tree.root.id}
+        self.session_helper: dict[int, int] = {}  # dead session id -> helper top pid (alive)
+        self.deferred: list[int] = []
+        self.group_ids = {x.pgid for x in tree if x.pgid in tree.tasks}
+        self._gw: dict[int, int | None] = {}
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def _is_tree_session(self, sid: int) -> bool:
+        return sid != 0 and sid not in self.t.external
+
+    def emit(self, step: S.Step) -> None:
+        f = self.k.apply(step)
+        if f is not None:
+            raise Unreachable(f"the model refused `{S.format_step(step)}`: {f}")
+        self.steps.append(step)
+
+    def proc(self, pid: int) -> Process:
+        return self.k.procs[pid]
+
+    def session_of(self, pid: int) -> int:
+        return self.proc(pid).session.top
+
+    def _birth_wanted(self, c: Task) -> int | None:
+        """The session a session leader should be born in: that of a child it must make there."""
+        for x in self.children[c.id]:
+            ct = self.t[x]
+            if ct.sid != c.id and ct.sid != x:
+                return ct.sid
+        return None
+
+    # --------------------------------------------------------------------------------- creation
+
+    def fork(self, creator: int, c: Task, clone_parent: bool = False) -> None:
+        newns = self.t.is_ns_init(c.id)
+        back = None
+        if not newns and not self._visible(c.pgid, self.proc(creator)):
+            back = self._lend_group(creator, c.pgid)
+        self.emit(S.Fork(creator, c.pid, clone_parent, newns))
+        if back is not None:
+            self.emit(back)
+        self.done.add(c.id)
+        self.queue.append(c.id)
+
+    def _visible(self, pgid: int, p: Process) -> bool:
+        if pgid == 0 or pgid in self.t.external:
+            return True  # inherited, never joined
+        g = self.k.top_pid(pgid)
+        return g is None or g.nr_in(p.ns) is not None
+
+    def _lend_group(self, creator: int, pgid: int) -> S.Step | None:
+        """A task must be born in a group its namespace cannot name: its creator (a namespace init)
+        is moved into that group by its own parent for the fork, and moved back after."""
+        cp = self.proc(creator)
+        if cp.pgrp.top == pgid:
+            return None
+        g = self.k.top_pid(pgid)
+        par = cp.parent
+        if g is None or not g.pgrp or par is None or par.session is not cp.session:
+            return None
+        if cp.pgrp is cp.pid or cp.pgrp.pgrp and len(cp.pgrp.pgrp) > 1:
+            back = S.Setpgid(par.top, creator, cp.pgrp.top if cp.pgrp is not cp.pid else 0)
+        else:
+            return None
+        self.emit(S.Setpgid(par.top, creator, pgid))
+        return back
+
+    def enter_group(self, p: Task) -> None:
+        """Move a newborn into its group now when that group exists, so that its children are born
+        in it (a task in a nested namespace cannot join a group of an outer one later)."""
+        me = self.proc(p.id)
+        if p.sid == p.id:
+            return
+        if p.id in self.group_ids:
+            if me.pgrp is not me.pid:
+                self.emit(S.Setpgid(p.id, p.id, 0))
+            return
+        if p.pgid == 0 or p.pgid in self.t.external or me.pgrp.top == p.pgid:
+            return
+        g = self.k.top_pid(p.pgid)
+        if g is None or not g.pgrp:
+            return
+        if self._visible(p.pgid, me) or (me.parent is not None and me.parent.session is me.session):
+            self.join(p)
+
+    def after_birth(self, p: Task) -> None:
+        """Threads right away; then the children that must be born in p's birth session or group,
+        before p leaves them; then p's own setsid and group; then the children p can make itself."""
+        for th in p.threads:
+            self.emit(S.Thread(p.id, th))
+        kids = [self.t[x] for x in self.children[p.id]]
+        me = self.proc(p.id)
+        born_in, born_group = me.session.top, me.pgrp.top
+        will_setsid = p.sid == p.id and born_in != p.id
+        will_move = born_group != p.pgid or will_setsid
+        if will_move:
+            for c in kids:
+                if c.id in self.done:
+                    continue
+                if c.sid == c.id:
+                    if (will_setsid and self._birth_wanted(c) == born_in) or \
+                            self._group_wanted(c) == born_group:
+                        self.fork(p.id, c)
+                elif c.sid == born_in and (will_setsid or self._group_wanted(c) == born_group):
+                    self.fork(p.id, c)
+        if will_setsid:
+            self.emit(S.Setsid(p.id))
+        self.enter_group(p)
+        for c in kids:
+            if c.id in self.done:
+                continue
+            if c.sid == c.id or c.sid == self.session_of(p.id):
+                self.fork(p.id, c)
+            else:
+                self.deferred.append(c.id)
+
+    def _group_wanted(self, c: Task) -> int | None:
+        """The group c must be born in: its own when it can never join it, or one that a child of
+        its birth session must inherit from it (computed once per task)."""
+        memo = self._gw
+        if c.id in memo:
+            return memo[c.id]
+        memo[c.id] = None
+        want: int | None = c.pgid if self._must_inherit(c) else None
+        if want is None:
+            for x in self.children[c.id]:
+                d = self.t[x]
+                if d.sid != d.id and d.pgid != c.pgid:
+                    w = self._group_wanted(d)
+                    if w is not None:
+                        want = w
+                        break
+        memo[c.id] = want
+        return want
+
+    def _must_inherit(self, c: Task) -> bool:
+        """c cannot join its group later, by itself or by its parent: it must be born in it."""
+        if c.pgid == 0 or c.pgid in self.t.external:
+            return True
+        lead = self.t.tasks.get(c.pgid)
+        if lead is None:
+            return False
+        gchain = self.ns_chain[lead.id]
+        own = self.ns_chain[c.id]
+        if own[: len(gchain)] == gchain:
+            return False
+        par = self.t.tasks.get(c.ppid)
+        if par is not None and par.sid == c.sid and self.ns_chain[par.id][: len(gchain)] == gchain:
+            return False
+        return True
+
+    def run_queue(self) -> None:
+        while self.queue:
+            self.after_birth(self.t[self.queue.popleft()])
+
+    def resolve(self, cid: int) -> bool:
+        """Create a task whose parent is not in its session. False when no way is open yet."""
+        c = self.t[cid]
+        p = c.ppid
+        s = c.sid
+        agent = self._agent(p, s)
+        if agent is None and self._is_tree_session(s) and s not in self.t.tasks and s not in self.session_helper:
+            agent = self._dead_session_leader(s, p, cid)
+        if agent is not None:
+            self.fork(agent, c, clone_parent=True)
+            return True
+        m = self._member_below(p, s)
+        if m is not None:
+            self._adopt(m, p, c)
+            return True
+        return False
+
+    def _agent(self, parent: int, sid: int) -> int | None:
+        for a in self.proc(parent).children.values():
+            if a.state == "alive" and a.session.top == sid and not a.unkillable:
+                return a.top
+        return None
+
+    def _dead_session_leader(self, s: int, parent: int, cid: int) -> int:
+        chain = self.ns_chain[parent]
+        pid = self.pool.take(chain, top=s)
+        self.emit(S.Fork(parent, pid))
+        self.emit(S.Setsid(s))
+        self.session_helper[s] = s
+        self.helpers.append(Helper(pid, parent, "session", f"session {s} has no leader in the tree; task {cid} is born in it as a child of {parent}"))
+        return s
+
+    def _member_below(self, parent: int, sid: int) -> int | None:
+        """A live member of session `sid` below `parent`, in parent's namespace (for adoption)."""
+        pp = self.proc(parent)
+        stack = list(pp.children.values())
+        while stack:
+            q = stack.pop()
+            if q.state != "alive" or q.ns is not pp.ns and not pp.unkillable:
+                continue
+            if q.ns is not pp.ns and pp.unkillable and pp.ns.reaper is pp:
+                continue
+            if q.session.top == sid:
+                return q.top
+            stack.extend(q.children.values())
+        return None
+
+    def _adopt(self, member: int, parent: int, c: Task) -> None:
+        pp = self.proc(parent)
+        is_init = pp.ns.reaper is pp and pp.unkillable
+        hp = self.pool.take(self.ns_chain[member])
+        if not is_init:
+            self.emit(S.Subreaper(parent, True))
+        self.emit(S.Fork(member, hp))
+        self.emit(S.Fork(hp[0], c.pid, False, self.t.is_ns_init(c.id)))
+        self.done.add(c.id)
+        self.emit(S.Exit(hp[0], 0))
+        self.emit(S.Wait(member, hp[0]))
+        if not is_init:
+            self.emit(S.Subreaper(parent, False))
+        self.helpers.append(Helper(hp, member, "adopt", f"task {c.id} of session {c.sid} is adopted by {parent}: helper {hp[0]} (child of {member}) made it and exited"))
+        self.queue.append(c.id)
+
+    # ------------------------------------------------------------------------------------ groups
+
+    def groups(self) -> None:
+        t = self.t
+        gids: dict[int, list[Task]] = {}
+        for x in t:
+            gids.setdefault(x.pgid, []).append(x)
+        for g, members in gids.items():
+            if g == 0 or g in t.external:
+                continue
+            if g in t.tasks or g in self.k.procs:  # its leader, or a helper that has its id already
+                if g != self.proc(g).session.top and self.proc(g).pgrp.top != g:
+                    self.emit(S.Setpgid(g, g, 0))
+            else:
+                creator = self._group_creator(members)
+                pid = self.pool.take(self.ns_chain[creator], top=g)
+                self.emit(S.Fork(creator, pid))
+                self.emit(S.Setpgid(g, g, 0))
+                self.helpers.append(Helper(pid, creator, "group", f"group {g} has no leader in the tree (members {', '.join(str(m.id) for m in members[:3])})"))
+        leavers: list[Task] = []
+        for x in t:
+            if x.pgid == 0 or x.pgid in t.external:
+                if self.proc(x.id).pgrp.top != x.pgid:
+                    raise Unreachable(f"task {x.id} must be in the restorer's group but was born outside it", (x.id,))
+                continue
+            if self.proc(x.id).pgrp.top == x.pgid:
+                continue
+            if x.id in gids and x.pgid != x.id:
+                leavers.append(x)
+                continue
+            self.join(x)
+        # a leader leaving its group goes after everyone who needs that group to exist
+        pending = {x.id: x for x in leavers}
+        while pending:
+            progressed = False
+            for x in list(pending.values()):
+                # x may leave its group g when g keeps a final member that is already in it (or
+                # nobody needs g), and may join its target group when that group has a member now.
+                g_members = [m for m in gids.get(x.id, []) if m.id != x.id]
+                if g_members and not any(self.proc(m.id).pgrp.top == x.id for m in g_members):
+                    continue
+                target = self.k.top_pid(x.pgid)
+                if target is None or not target.pgrp:
+                    continue
+                self.join(x)
+                del pending[x.id]
+                progressed = True
+            if not progressed:
+                raise Unreachable(f"group leaders {', '.join(str(p) for p in pending)} each left for another's group: a cycle", tuple(pending))
+
+    def join(self, x: Task) -> None:
+        """x joins its final group: by itself when it can name the group from its namespace, else
+        by its parent (a namespace init cannot see a group of the namespace above)."""
+        me = self.proc(x.id)
+        g = self.k.top_pid(x.pgid)
+        caller = x.id
+        if g is None or g.nr_in(me.ns) is None:
+            if me.parent is not None and me.parent.session is me.session:
+                caller = me.parent.top
+        self.emit(S.Setpgid(caller, x.id, x.pgid))
+
+    def _group_creator(self, members: list[Task]) -> int:
+        """A live task of the group's session that can see every member (shallowest namespace)."""
+        sid = members[0].sid
+        best = min(members, key=lambda m: len(m.pid))
+        cands = [best.id] + [x.id for x in self.t if x.sid == sid and len(x.pid) <= len(best.pid)]
+        for c in cands:
+            pr = self.k.procs.get(c)
+            if pr is not None and pr.state == "alive":
+                return c
+        raise Unreachable(f"group {members[0].pgid}: no live task of session {sid} to recreate its dead leader", tuple(m.id for m in members))
+
+    # ------------------------------------------------------------------------------------ deaths
+
+    def deaths(self) -> None:
+        for h in self.helpers:
+            if h.role in ("session", "group"):
+                self.emit(S.Exit(h.pid[0], 0))
+                parent = self.proc(h.pid[0]).parent
+                assert parent is not None
+                self.emit(S.Wait(parent.top, h.pid[0]))
+        for x in self.t:
+            if x.state == ZOMBIE:
+                if x.child_subreaper:
+                    self.emit(S.Subreaper(x.id, True))
+                if x.comm and self.proc(x.id).comm != x.comm:
+                    self.emit(S.Comm(x.id, x.comm))
+                self.emit(S.Exit(x.id, x.exit_status or 0))
+
+    def finish(self) -> None:
+        for x in self.t:
+            if x.state == ZOMBIE:
+                continue
+            if x.child_subreaper and not self.proc(x.id).is_subreaper:
+                self.emit(S.Subreaper(x.id, True))
+        for x in self.t:
+            if x.state != ZOMBIE and x.comm and self.proc(x.id).comm != x.comm:
+                self.emit(S.Comm(x.id, x.comm))
+        for x in self.t:
+            if x.leader_exited:
+                self.emit(S.ExitLeaderThread(x.id))
+        for x in self.t:
+            if x.state == STOPPED:
+                self.emit(S.Stop(x.id))
+
+    # -------------------------------------------------------------------------------------- main
+
+    def build(self) -> BuildResult:
+        self.queue: deque[int] = deque([self.t.root.id])
+        root = self.t.root
+        if root.comm:
+            self.emit(S.Comm(root.id, root.comm))
+        self.run_queue()
+        while self.deferred:
+            progressed = False
+            rest: list[int] = []
+            for cid in self.deferred:
+                if cid in self.done:
+                    continue
+                if self.t[cid].ppid in self.done and self.resolve(cid):
+                    progressed = True
+                    self.run_queue()
+                else:
+                    rest.append(cid)
+            self.deferred = rest
+            if not progressed and rest:
+                raise _explain(self, rest[0])
+        self.groups()
+        self.deaths()
+        self.finish()
+        return BuildResult(self.steps, self.helpers, self.k)
+
+
+def _explain(b: Builder, cid: int) -> Unreachable:
+    c = b.t[cid]
+    p = b.t[c.ppid]
+    s = c.sid
+    lead = f"leader {s}" if s in b.t.tasks else ("the restorer (external)" if not b._is_tree_session(s) else f"dead leader {s}")
+    return Unreachable(
+        f"task {cid} is in session {s} but its parent {p.id} is in session {p.sid}: {p.id} was never in "
+        f"session {s}, no child of {p.id} is ever in session {s} to fork {cid} with CLONE_PARENT, and no "
+        f"task of session {s} ({lead}) can ever be below {p.id} to be adopted by it",
+        (cid, p.id),
+    )
+
+
+def _ns_chains(tree: Tree) -> dict[int, tuple[int, ...]]:
+    """For each task, the inits of the namespaces at each of its levels (top first)."""
+    out: dict[int, tuple[int, ...]] = {}
+    root = tree.root
+    ch = tree.children()
+    top = root.id if tree.is_ns_init(root.id) else 0
+    out[root.id] = (top,)
+    stack = [root.id]
+    while stack:
+        x = stack.pop()
+        for c in ch[x]:
+            out[c] = out[x] + (c,) if tree.is_ns_init(c) else out[x]
+            stack.append(c)
+    return out
+
+
+def build(tree: Tree, base_level: int = 1, avoid: frozenset[int] = frozenset()) -> BuildResult:
+    return Builder(tree, base_level, avoid).build()
