@@ -38,9 +38,11 @@ def main() -> None:
 from procforge.cli import (  # noqa: E402,F401
     cmd_capture,
     cmd_diff,
+    cmd_execute,
     cmd_generate,
     cmd_import_criu,
     cmd_plan,
+    cmd_restore,
     cmd_show,
     cmd_simulate,
     cmd_validate,

@@ -10,6 +10,7 @@ kill it. If this process dies, the engine reads end-of-file and removes the tree
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -132,18 +133,25 @@ class Execution:
             raise ProcforgeError(f"the engine did not confirm ({line.strip() or 'no answer'})")
 
     def kill(self) -> None:
-        """Remove the tree (every task dies) and wait for it. Idempotent."""
+        """Remove the tree (every task dies). Idempotent. A detached tree in a new namespace dies
+        with its root; one in the current namespace is killed task by task, by the host pids of
+        the end of the run."""
         if self._state == "removed":
             return
         if self._state == "held" and self._proc.poll() is None:
             self._command(b"K", "KILLED")
-        elif self._root_fd is not None and self.into == "new-namespace":
-            # detached, or the engine is gone: the root is an init, SIGKILL takes the namespace
-            try:
-                signal.pidfd_send_signal(self._root_fd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self._close()
+        elif self.into == "new-namespace":
+            if self._root_fd is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(self._root_fd, signal.SIGKILL)
+        else:
+            for host in self.hosts.values():
+                with contextlib.suppress(OSError):
+                    os.kill(host, signal.SIGKILL)
+        self._close_pipes()
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
         self._state = "removed"
 
     def detach(self) -> int:
@@ -152,7 +160,7 @@ class Execution:
         if self._state == "held":
             self._command(b"D", "DETACHED")
             self._state = "detached"
-            self._close()
+            self._close_pipes()
         return self.root_pid
 
     def hold(self) -> None:
@@ -180,10 +188,7 @@ class Execution:
                 signal.signal(s, h)
             self.kill()
 
-    def _close(self) -> None:
-        if self._root_fd is not None:
-            os.close(self._root_fd)
-            self._root_fd = None
+    def _close_pipes(self) -> None:
         for f in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if f is not None:
                 f.close()
@@ -237,6 +242,8 @@ def execute(steps: Sequence[S.Step], *, mode: str = "abort", into: str = "new-na
     if into not in INTO:
         raise InvalidInput(f"into must be one of {', '.join(INTO)}, not {into!r}")
     current = into == "current"
+    if explain is None and not current:
+        explain = model_explainer(steps)
     if current:
         if not has_set_tid_capability():
             raise EnvironmentProblem("--into current needs root (CAP_SYS_ADMIN or "
@@ -269,21 +276,23 @@ def execute(steps: Sequence[S.Step], *, mode: str = "abort", into: str = "new-na
         err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
         proc.kill()
         proc.wait()
-        code, msg = report.fatal or (70, f"the engine stopped without a report: {err or 'no output'}")
+        code, msg = report.fatal or (70, "the engine stopped without a report: "
+                                             + (err or "no output"))
         if code == EXIT_INVALID:
             raise InvalidInput(f"engine: {msg}")
         if code == 3:
             raise EnvironmentProblem(msg)
         raise ProcforgeError(f"engine: {msg}")
     results = _results(steps, report)
-    ex = Execution(proc, report, results, into)
     if report.aborted_at is not None:
+        # the engine has removed the tree and reaped the root: its number may be anyone's now
         proc.wait()
-        ex._close()
-        ex._state = "removed"
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
         bad = results[report.aborted_at]
         raise StepFailed(bad, explain(bad.index) if explain else None)
-    return ex
+    return Execution(proc, report, results, into)
 
 
 def _read_report(out: IO[bytes]) -> P.Report:

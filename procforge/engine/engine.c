@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -66,6 +68,8 @@
 #define PR_SET_CHILD_SUBREAPER_ 36
 #define PR_GET_CHILD_SUBREAPER_ 37
 #define WALL_ 0x40000000
+#define PR_FUTEX_HASH_ 78
+#define PR_FUTEX_HASH_SET_SLOTS_ 1
 
 #define MAXLVL 33
 #define STACK_SIZE (32 * 1024)
@@ -502,26 +506,47 @@ struct ksigaction {
     uint64_t mask;
 };
 
-static long set_comm(struct proc *p, const char *name)
+static int put_int(char *out, int v)
 {
-    if (p->worker < 0)
-        return sc2(SYS_prctl, PR_SET_NAME_, name);
-    /* the leader thread has exited: its comm is the process's, set it through /proc */
-    char path[64] = "/proc/self/task/";
-    int n = k_strlen(path), v = p->host, digits[12], d = 0;
+    int digits[12], d = 0, n = 0;
     do {
         digits[d++] = v % 10;
         v /= 10;
     } while (v);
     while (d)
-        path[n++] = (char)('0' + digits[--d]);
-    memcpy(path + n, "/comm", 6);
-    int fd = (int)sc3(SYS_open, path, O_WRONLY | O_CLOEXEC, 0);
-    if (fd < 0)
-        return fd;
-    long rc = sc3(SYS_write, fd, name, k_strlen(name));
-    sc1(SYS_close, fd);
-    return rc < 0 ? rc : 0;
+        out[n++] = (char)('0' + digits[--d]);
+    return n;
+}
+
+/* PR_SET_NAME names only the calling thread, and a fork copies the forking thread's name: name
+ * every live thread, so that the process (the leader's name in /proc) and whichever thread forks
+ * next agree, as the model's per-process comm says. */
+static long set_comm(struct proc *p, const char *name)
+{
+    long rc = sc2(SYS_prctl, PR_SET_NAME_, name);
+    if (rc < 0)
+        return rc;
+    int me_host = p->worker < 0 ? p->host : thrs[p->worker].host;
+    int others[1 + 4096], n = 0;
+    if (p->leader_alive && p->host != me_host)
+        others[n++] = p->host;
+    for (int t = p->threads; t >= 0 && n < 4097; t = thrs[t].next)
+        if (thrs[t].host != me_host)
+            others[n++] = thrs[t].host;
+    if (!p->leader_alive)
+        others[n++] = p->host; /* the zombie leader's name is the one /proc shows */
+    for (int k = 0; k < n; k++) {
+        char path[64] = "/proc/self/task/";
+        int len = k_strlen(path);
+        len += put_int(path + len, others[k]);
+        memcpy(path + len, "/comm", 6);
+        int fd = (int)sc3(SYS_open, path, O_WRONLY | O_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        sc3(SYS_write, fd, name, k_strlen(name));
+        sc1(SYS_close, fd);
+    }
+    return 0;
 }
 
 static void run_step(uint32_t cmd, struct proc *p)
@@ -668,7 +693,8 @@ static int root_main(void *arg)
 
 /* ------------------------------------------------------------------------- engine (outside) */
 static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
-static int root_pidfd = -1, root_host = -1, aborted_at = -1;
+static int root_pidfd = -1, root_host = -1, aborted_at = -1, pinned;
+static cpu_set_t orig_cpus;
 
 static void die(int code, const char *fmt, ...)
 {
@@ -1079,6 +1105,20 @@ static void kill_all(void)
         waitid(P_PIDFD, (id_t)root_pidfd, &si, WEXITED);
 }
 
+static void unpin_all(void)
+{
+    static int tids[4097];
+    for (int k = 0; k < nprocs; k++) {
+        struct proc *q = &procs[k];
+        if (!alive(q, 0))
+            continue;
+        int n = live_threads(q, tids);
+        for (int j = 0; j < n; j++)
+            sched_setaffinity(tids[j], sizeof orig_cpus, &orig_cpus);
+    }
+    sched_setaffinity(0, sizeof orig_cpus, &orig_cpus);
+}
+
 /* ------------------------------------------------------------------------------ input/output */
 static char *next_tok(char **p)
 {
@@ -1230,6 +1270,16 @@ int main(void)
         proc_base = into_current ? cnt - 1 : cnt;
     }
 
+    /* A death with a core dump writes this whole shared address space (every task's stack, the
+     * pid map): keep dumps to their headers. The filter is per address space, so one write
+     * covers every task; a dump with nothing in it still counts as dumped (the 0x80 bit). */
+    int cf = open("/proc/self/coredump_filter", O_WRONLY | O_CLOEXEC);
+    if (cf >= 0) {
+        if (write(cf, "0\n", 2) < 0) { /* an old kernel without the file: dumps are just bigger */
+        }
+        close(cf);
+    }
+
     struct rlimit nof;
     if (getrlimit(RLIMIT_NOFILE, &nof) == 0 && nof.rlim_cur < nof.rlim_max) {
         nof.rlim_cur = nof.rlim_max;
@@ -1247,6 +1297,29 @@ int main(void)
                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (procs == MAP_FAILED || thrs == MAP_FAILED || slot_of == MAP_FAILED || stacks == MAP_FAILED)
         die(3, "cannot map memory for %d tasks", max_procs + max_thrs);
+
+    /* Since 6.16 private futexes hash into a table per address space, sized for its threads. Here
+     * thousands of processes share one address space and each waits on its own word: size the table
+     * for them, or every wake walks a chain as long as the tree (an older kernel ignores this). */
+    long slots = 16;
+    while (slots < 2L * (max_procs + max_thrs) && slots < 262144)
+        slots <<= 1;
+    prctl(PR_FUTEX_HASH_, PR_FUTEX_HASH_SET_SLOTS_, slots, 0, 0);
+
+    /* One step runs at a time, so run them all on one CPU: a wakeup that crosses CPUs can wait for
+     * an idle (virtual) CPU to come back, which cost milliseconds per step where sessions put the
+     * tasks in their own scheduler autogroups. Every task inherits the pin at fork; the original
+     * mask is given back to each at the end. */
+    pinned = 0;
+    if (!getenv("PF_ENGINE_NOPIN") && sched_getaffinity(0, sizeof orig_cpus, &orig_cpus) == 0) {
+        cpu_set_t one;
+        int cpu = sched_getcpu();
+        CPU_ZERO(&one);
+        if (cpu >= 0 && CPU_ISSET(cpu, &orig_cpus)) {
+            CPU_SET(cpu, &one);
+            pinned = sched_setaffinity(0, sizeof one, &one) == 0;
+        }
+    }
 
     /* the root: pid 1 of a new namespace, or root_pid in ours; in the restorer's group and session */
     struct proc *r0 = &procs[0];
@@ -1305,17 +1378,28 @@ int main(void)
     signal(SIGTERM, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
 
+    int trace = getenv("PF_ENGINE_TRACE") != 0;
     for (int i = 0; i < nsteps; i++) {
         if (aborted_at >= 0) {
             results[i].kind = RES_SKIPPED;
             continue;
         }
+        struct timespec t0, t1;
+        if (trace)
+            clock_gettime(CLOCK_MONOTONIC, &t0);
         run_engine_step(i);
+        if (trace) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            fprintf(stderr, "step %d op %d actor %d: %ld us\n", i + 1, steps[i].op, steps[i].actor,
+                    (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
+        }
         if (!mode_record && results[i].kind != RES_OK)
             aborted_at = i;
     }
     if (aborted_at >= 0)
         kill_all();
+    else if (pinned)
+        unpin_all();
     write_results();
     if (aborted_at >= 0)
         return 0;

@@ -98,7 +98,8 @@ class Met:
                 out += f"; {p} is a task it may not signal"
             else:
                 out += f"; no task {p}"
-            out += "; a group " + (f"{p} exists" if self.probe_group == 0 else f"{p} does not exist")
+            exists = "exists" if self.probe_group == 0 else "does not exist"
+            out += f"; a group {p} {exists}"
         return out
 
 
