@@ -104,6 +104,7 @@ class Builder:
         self.deferred: list[int] = []
         self.group_ids = {x.pgid for x in tree if x.pgid in tree.tasks}
         self._gw: dict[int, int | None] = {}
+        self.dead_home = self._dead_session_homes()
 
     # ------------------------------------------------------------------------------------ helpers
 
@@ -126,9 +127,44 @@ class Builder:
         """The session a session leader should be born in: that of a child it must make there."""
         for x in self.children[c.id]:
             ct = self.t[x]
+            if ct.sid == c.id or ct.sid == x:
+                continue
+            lead = self.t.tasks.get(ct.sid)
+            if lead is not None and lead.ppid == c.id:
+                continue  # that session's leader is c's child: it forks ct with CLONE_PARENT
+            if lead is None and self._is_tree_session(ct.sid) and self.dead_home.get(ct.sid) == c.id:
+                continue  # a dead leader, recreated as c's child, forks ct with CLONE_PARENT
+            return ct.sid
+        return None
+
+    def _first_foreign(self, c: Task) -> int | None:
+        for x in self.children[c.id]:
+            ct = self.t[x]
             if ct.sid != c.id and ct.sid != x:
                 return ct.sid
         return None
+
+    def _dead_session_homes(self) -> dict[int, int]:
+        """Where to recreate each dead session leader: as a child of the deepest parent that has a
+        child in that session while being outside it; members for shallower parents (its ancestors)
+        are then adopted from below."""
+        depth: dict[int, int] = {}
+        for x in _parents_first(self.t):
+            t = self.t[x]
+            depth[x] = depth[t.ppid] + 1 if t.ppid in depth else 0
+        home: dict[int, int] = {}
+        for c in self.t:
+            s = c.sid
+            if not self._is_tree_session(s) or s in self.t.tasks or c.sid == c.id:
+                continue
+            par = self.t.tasks.get(c.ppid)
+            if par is None or par.sid == s:
+                continue
+            if par.sid == par.id and par.id != self.t.root.id and self._first_foreign(par) == s:
+                continue  # par can be born in s and make c before its own setsid
+            if s not in home or depth[par.id] > depth[home[s]]:
+                home[s] = par.id
+        return home
 
     # --------------------------------------------------------------------------------- creation
 
@@ -207,13 +243,20 @@ class Builder:
         if will_setsid:
             self.emit(S.Setsid(p.id))
         self.enter_group(p)
+        now_in = self.session_of(p.id)
         for c in kids:
             if c.id in self.done:
                 continue
-            if c.sid == c.id or c.sid == self.session_of(p.id):
+            if self._birth_session(c) in (None, now_in):
                 self.fork(p.id, c)
             else:
                 self.deferred.append(c.id)
+
+    def _birth_session(self, c: Task) -> int | None:
+        """The session c must be born in (None: any; a session leader that needs no other)."""
+        if c.sid != c.id:
+            return c.sid
+        return self._birth_wanted(c)
 
     def _group_wanted(self, c: Task) -> int | None:
         """The group c must be born in: its own when it can never join it, or one that a child of
@@ -258,9 +301,11 @@ class Builder:
         """Create a task whose parent is not in its session. False when no way is open yet."""
         c = self.t[cid]
         p = c.ppid
-        s = c.sid
+        s = self._birth_session(c)
+        assert s is not None
         agent = self._agent(p, s)
-        if agent is None and self._is_tree_session(s) and s not in self.t.tasks and s not in self.session_helper:
+        if agent is None and self._is_tree_session(s) and s not in self.t.tasks and s not in self.session_helper \
+                and self.dead_home.get(s, p) == p:
             agent = self._dead_session_leader(s, p, cid)
         if agent is not None:
             self.fork(agent, c, clone_parent=True)
@@ -365,7 +410,16 @@ class Builder:
                 del pending[x.id]
                 progressed = True
             if not progressed:
-                raise Unreachable(f"group leaders {', '.join(str(p) for p in pending)} each left for another's group: a cycle", tuple(pending))
+                # leaders each left for another's group: a helper born in one of those groups keeps it
+                # alive while its leader leaves, and dies at the end
+                x = next(iter(pending.values()))
+                if self.proc(x.id).pgrp is not self.proc(x.id).pid:
+                    raise Unreachable(f"group leaders {', '.join(str(p) for p in pending)} each left for another's group", tuple(pending))
+                hp = self.pool.take(self.ns_chain[x.id])
+                self.emit(S.Fork(x.id, hp))
+                self.helpers.append(Helper(hp, x.id, "keeper", f"group {x.id} must outlive its leader's move to group {x.pgid} (leaders {', '.join(str(p) for p in pending)} swap groups)"))
+                self.join(x)
+                del pending[x.id]
 
     def join(self, x: Task) -> None:
         """x joins its final group: by itself when it can name the group from its namespace, else
@@ -393,7 +447,7 @@ class Builder:
 
     def deaths(self) -> None:
         for h in self.helpers:
-            if h.role in ("session", "group"):
+            if h.role in ("session", "group", "keeper"):
                 self.emit(S.Exit(h.pid[0], 0))
                 parent = self.proc(h.pid[0]).parent
                 assert parent is not None
@@ -461,6 +515,16 @@ def _explain(b: Builder, cid: int) -> Unreachable:
         f"task of session {s} ({lead}) can ever be below {p.id} to be adopted by it",
         (cid, p.id),
     )
+
+
+def _parents_first(tree: Tree) -> list[int]:
+    out = [tree.root.id]
+    ch = tree.children()
+    i = 0
+    while i < len(out):
+        out.extend(ch[out[i]])
+        i += 1
+    return out
 
 
 def _ns_chains(tree: Tree) -> dict[int, tuple[int, ...]]:

@@ -7,11 +7,17 @@ setsid, setpgid with every target and group, subreaper on/off, exit, wait) to ev
 collects the trees whose tasks and ids all lie in 1..`pids`, with helpers free to use a few more pids
 and gone at the end.
 
-Stopped tasks, thread details and subreaper flags are left out on purpose: each is orthogonal (SIGSTOP
-and PR_SET_CHILD_SUBREAPER can be applied last to any live task; an exit status can be any value), so
-they multiply the space without changing which shapes are reachable. The hidden `has_child_subreaper`
-hint and each live process's subreaper flag are part of the searched state, because they change
-where later orphans go.
+Stopped tasks, thread details and final subreaper flags are left out on purpose: each is
+orthogonal (SIGSTOP and PR_SET_CHILD_SUBREAPER can be applied last to any live task; an exit status
+can be any value), so they multiply the space without changing which shapes are reachable.
+
+Subreapers matter only at the moment a process exits: its children go to the nearest live ancestor
+that is a subreaper then (or to init). So instead of toggling flags as separate moves (which
+multiplies the states by every flag combination), an exit is tried once plainly and once for each live
+ancestor R as `subreaper R on; exit X; subreaper R off`, with every flag off between moves. Setting R
+marks all of R's descendants with `has_child_subreaper`, so the stale hint cannot stop R's walk and
+needs no place in the state: every adoption a history with free toggling can make, one of these
+macro-moves makes.
 """
 
 from __future__ import annotations
@@ -24,15 +30,14 @@ from procforge.kernel.machine import Kernel
 from procforge.kernel.state import ZOMBIE, Pid, Process
 from procforge.tree import Task, Tree
 
-# one process: (pid, ppid, pgid, sid, zombie, is_subreaper, has_subreaper)
-Row = tuple[int, int, int, int, bool, bool, bool]
+# one process: (pid, ppid, pgid, sid, zombie)
+Row = tuple[int, int, int, int, bool]
 State = tuple[Row, ...]
 
 
 def encode(k: Kernel) -> State:
     return tuple(sorted(
-        (p.top, p.parent.top if p.parent else 0, p.pgrp.top, p.session.top, p.state == ZOMBIE,
-         p.is_subreaper, p.has_subreaper)
+        (p.top, p.parent.top if p.parent else 0, p.pgrp.top, p.session.top, p.state == ZOMBIE)
         for p in k.procs.values()
     ))
 
@@ -55,7 +60,7 @@ def decode(state: State) -> Kernel:
                 pid = Pid((nr,), ns)
                 ns.pids[nr] = pid
                 ids[nr] = pid
-    for nr, pid, sid, zomb, isr, hsr, par in ((r[0], r[2], r[3], r[4], r[5], r[6], r[1]) for r in state):
+    for nr, pid, sid, zomb, par in ((r[0], r[2], r[3], r[4], r[1]) for r in state):
         p = procs[nr]
         p.parent = procs.get(par)
         if p.parent is not None:
@@ -66,7 +71,6 @@ def decode(state: State) -> Kernel:
         if zomb:
             p.state = ZOMBIE
             p.leader_alive = False
-        p.is_subreaper, p.has_subreaper = isr, hsr
         k.procs[nr] = p
     init = procs.get(1)
     if init is not None and init.parent is None:
@@ -75,7 +79,7 @@ def decode(state: State) -> Kernel:
     return k
 
 
-def moves(k: Kernel, max_pid: int, max_procs: int) -> Iterator[S.Step]:
+def moves(k: Kernel, max_pid: int, max_procs: int) -> Iterator[list[S.Step]]:
     live = [p for p in k.procs.values() if p.state != ZOMBIE]
     # Which free number a fork takes does not matter (the rules never compare numbers), so forks
     # take the lowest free one: the search is complete up to a renaming of pids.
@@ -83,23 +87,28 @@ def moves(k: Kernel, max_pid: int, max_procs: int) -> Iterator[S.Step]:
     if len(k.procs) < max_procs:
         for p in live:
             for n in free:
-                yield S.Fork(p.top, (n,))
+                yield [S.Fork(p.top, (n,))]
                 if not p.unkillable:
-                    yield S.Fork(p.top, (n,), clone_parent=True)
+                    yield [S.Fork(p.top, (n,), clone_parent=True)]
     groups = sorted({q.pgrp.top for q in k.procs.values()})
     for p in live:
-        yield S.Setsid(p.top)
-        yield S.Subreaper(p.top, not p.is_subreaper)
+        yield [S.Setsid(p.top)]
         targets = [p] + list(p.children.values())
         for t in targets:
             for g in groups:
                 if g:
-                    yield S.Setpgid(p.top, t.top, g)
-            yield S.Setpgid(p.top, t.top, 0)
-        yield S.Exit(p.top, 0)
+                    yield [S.Setpgid(p.top, t.top, g)]
+            yield [S.Setpgid(p.top, t.top, 0)]
+        yield [S.Exit(p.top, 0)]
+        if p.children:
+            r = p.parent
+            while r is not None and r.ns is p.ns:
+                if not r.unkillable:
+                    yield [S.Subreaper(r.top, True), S.Exit(p.top, 0), S.Subreaper(r.top, False)]
+                r = r.parent
         for c in p.children.values():
             if c.state == ZOMBIE:
-                yield S.Wait(p.top, c.top)
+                yield [S.Wait(p.top, c.top)]
 
 
 def reachable_states(max_pid: int = 7, max_procs: int = 6) -> set[State]:
@@ -112,7 +121,7 @@ def reachable_states(max_pid: int = 7, max_procs: int = 6) -> set[State]:
             k0 = decode(st)
             for mv in moves(k0, max_pid, max_procs):
                 k = decode(st)
-                if k.apply(mv) is None:
+                if all(k.apply(m) is None for m in mv):
                     e = encode(k)
                     if e not in seen:
                         seen.add(e)
