@@ -103,6 +103,9 @@ class Builder:
         self.session_helper: dict[int, int] = {}  # dead session id -> helper top pid (alive)
         self.deferred: list[int] = []
         self.group_ids = {x.pgid for x in tree if x.pgid in tree.tasks}
+        self.group_members: dict[int, list[int]] = {}
+        for x in tree:
+            self.group_members.setdefault(x.pgid, []).append(x.id)
         self._gw: dict[int, int | None] = {}
         self.dead_home = self._dead_session_homes()
 
@@ -171,8 +174,10 @@ class Builder:
     def fork(self, creator: int, c: Task, clone_parent: bool = False) -> None:
         newns = self.t.is_ns_init(c.id)
         back = None
-        if not newns and not self._visible(c.pgid, self.proc(creator)):
-            back = self._lend_group(creator, c.pgid)
+        cp = self.proc(creator)
+        if c.sid != c.id and cp.pgrp.top != c.pgid and c.pgid != 0 and c.pgid not in self.t.external \
+                and self._must_inherit(c):
+            back = self._lend_group(creator, c)
         self.emit(S.Fork(creator, c.pid, clone_parent, newns))
         if back is not None:
             self.emit(back)
@@ -185,22 +190,38 @@ class Builder:
         g = self.k.top_pid(pgid)
         return g is None or g.nr_in(p.ns) is not None
 
-    def _lend_group(self, creator: int, pgid: int) -> S.Step | None:
-        """A task must be born in a group its namespace cannot name: its creator (a namespace init)
-        is moved into that group by its own parent for the fork, and moved back after."""
+    def _lend_group(self, creator: int, c: Task) -> S.Step | None:
+        """c must be born in a group it can never join (its namespace cannot name it): the creator
+        joins that group for the fork (by itself, or by its parent when the creator is a namespace
+        init), making a dead leader's group first if needed, and goes back when it can."""
         cp = self.proc(creator)
-        if cp.pgrp.top == pgid:
+        g = self.k.top_pid(c.pgid)
+        if (g is None or not g.pgrp) and c.pgid not in self.t.tasks and cp.session.top == c.sid:
+            self._dead_group_leader(creator, c.pgid, f"task {c.id} must be born in it")
+            g = self.k.top_pid(c.pgid)
+        if g is None or not g.pgrp or next(iter(g.pgrp.values())).session is not cp.session:
             return None
-        g = self.k.top_pid(pgid)
         par = cp.parent
-        if g is None or not g.pgrp or par is None or par.session is not cp.session:
-            return None
-        if cp.pgrp is cp.pid or cp.pgrp.pgrp and len(cp.pgrp.pgrp) > 1:
-            back = S.Setpgid(par.top, creator, cp.pgrp.top if cp.pgrp is not cp.pid else 0)
+        if not cp.session_leader and g.nr_in(cp.ns) is not None:
+            by = creator
+        elif par is not None and par.session is cp.session and g.nr_in(par.ns) is not None \
+                and not cp.session_leader:
+            by = par.top
         else:
             return None
-        self.emit(S.Setpgid(par.top, creator, pgid))
-        return back
+        prev = cp.pgrp
+        self.emit(S.Setpgid(by, creator, c.pgid))
+        if prev is cp.pid:
+            return S.Setpgid(by, creator, 0)
+        if prev.pgrp and prev.nr_in(self.proc(by).ns) is not None:
+            return S.Setpgid(by, creator, prev.top)
+        return None
+
+    def _dead_group_leader(self, creator: int, g: int, why: str) -> None:
+        pid = self.pool.take(self.ns_chain[creator], top=g)
+        self.emit(S.Fork(creator, pid))
+        self.emit(S.Setpgid(g, g, 0))
+        self.helpers.append(Helper(pid, creator, "group", f"group {g} has no leader in the tree; {why}"))
 
     def enter_group(self, p: Task) -> None:
         """Move a newborn into its group now when that group exists, so that its children are born
@@ -282,16 +303,18 @@ class Builder:
         if c.pgid == 0 or c.pgid in self.t.external:
             return True
         lead = self.t.tasks.get(c.pgid)
-        if lead is None:
-            return False
-        gchain = self.ns_chain[lead.id]
-        own = self.ns_chain[c.id]
-        if own[: len(gchain)] == gchain:
+        if lead is not None:
+            gchain = self.ns_chain[lead.id]
+        else:  # a dead leader is recreated in the shallowest namespace of its members
+            gchain = min((self.ns_chain[m] for m in self.group_members[c.pgid]), key=len)
+
+        def sees(chain: tuple[int, ...]) -> bool:  # a namespace names pids of itself and below
+            return len(chain) <= len(gchain) and gchain[: len(chain)] == chain
+
+        if sees(self.ns_chain[c.id]):
             return False
         par = self.t.tasks.get(c.ppid)
-        if par is not None and par.sid == c.sid and self.ns_chain[par.id][: len(gchain)] == gchain:
-            return False
-        return True
+        return not (par is not None and par.sid == c.sid and sees(self.ns_chain[par.id]))
 
     def run_queue(self) -> None:
         while self.queue:
@@ -377,10 +400,7 @@ class Builder:
                     self.emit(S.Setpgid(g, g, 0))
             else:
                 creator = self._group_creator(members)
-                pid = self.pool.take(self.ns_chain[creator], top=g)
-                self.emit(S.Fork(creator, pid))
-                self.emit(S.Setpgid(g, g, 0))
-                self.helpers.append(Helper(pid, creator, "group", f"group {g} has no leader in the tree (members {', '.join(str(m.id) for m in members[:3])})"))
+                self._dead_group_leader(creator, g, f"members {', '.join(str(m.id) for m in members[:3])}")
         leavers: list[Task] = []
         for x in t:
             if x.pgid == 0 or x.pgid in t.external:
