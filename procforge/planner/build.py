@@ -286,15 +286,18 @@ class Builder:
         if c.id in memo:
             return memo[c.id]
         memo[c.id] = None
-        want: int | None = c.pgid if self._must_inherit(c) else None
+        leader = c.sid == c.id
+        want: int | None = c.pgid if not leader and self._must_inherit(c) else None
         if want is None:
             for x in self.children[c.id]:
                 d = self.t[x]
-                if d.sid != d.id and d.pgid != c.pgid:
-                    w = self._group_wanted(d)
-                    if w is not None:
-                        want = w
-                        break
+                born = self._birth_session(d)
+                if born is None or born == c.id or (not leader and d.pgid == c.pgid):
+                    continue  # born after c's setsid, or simply inherits c's final group
+                w = self._group_wanted(d)
+                if w is not None:
+                    want = w
+                    break
         memo[c.id] = want
         return want
 
