@@ -43,9 +43,14 @@ def show(tree_file: str, depth: int | None, limit: int | None, with_summary: boo
     if pager:
         click.echo_via_pager(_with_newlines(lines, tail))
         return
+    # in chunks: one click.echo per line costs more than rendering it, on 100k-task trees
+    chunk: list[str] = []
     for text in lines:
-        click.echo(text)
-    for text in tail:
+        chunk.append(text)
+        if len(chunk) == 2000:
+            click.echo("\n".join(chunk))
+            chunk = []
+    for text in [*chunk, *tail]:
         click.echo(text)
 
 
