@@ -107,6 +107,7 @@ class Builder:
         for x in tree:
             self.group_members.setdefault(x.pgid, []).append(x.id)
         self._gw: dict[int, int | None] = {}
+        self.waiting: dict[int, list[int]] = {}  # group id -> tasks whose children wait for it
         self.dead_home = self._dead_session_homes()
 
     # ------------------------------------------------------------------------------------ helpers
@@ -232,6 +233,7 @@ class Builder:
         if p.id in self.group_ids:
             if me.pgrp is not me.pid:
                 self.emit(S.Setpgid(p.id, p.id, 0))
+                self._group_made(p.id)
             return
         if p.pgid == 0 or p.pgid in self.t.external or me.pgrp.top == p.pgid:
             return
@@ -263,6 +265,28 @@ class Builder:
                     self.fork(p.id, c)
         if will_setsid:
             self.emit(S.Setsid(p.id))
+            self._group_made(p.id)
+        if self._must_wait_for_group(p, kids):
+            self.waiting.setdefault(p.pgid, []).append(p.id)
+            return
+        self.second_half(p)
+
+    def _must_wait_for_group(self, p: Task, kids: list[Task]) -> bool:
+        """p's group is led by a task not made yet, and a child of p must be born in it."""
+        if p.sid == p.id or p.pgid not in self.group_ids or p.pgid == p.id:
+            return False
+        g = self.k.top_pid(p.pgid)
+        if g is not None and g.pgrp:
+            return False
+        return any(c.id not in self.done and self._group_wanted(c) == p.pgid for c in kids)
+
+    def _group_made(self, g: int) -> None:
+        for w in self.waiting.pop(g, []):
+            self.second_half(self.t[w])
+
+    def second_half(self, p: Task) -> None:
+        """p joins its group, then makes the children it can (others wait for agents)."""
+        kids = [self.t[x] for x in self.children[p.id]]
         self.enter_group(p)
         now_in = self.session_of(p.id)
         for c in kids:
@@ -507,7 +531,13 @@ class Builder:
         if root.comm:
             self.emit(S.Comm(root.id, root.comm))
         self.run_queue()
-        while self.deferred:
+        while self.deferred or self.waiting:
+            if not self.deferred:
+                # groups that were never made before their members' children needed them
+                for g in list(self.waiting):
+                    self._group_made(g)
+                self.run_queue()
+                continue
             progressed = False
             rest: list[int] = []
             for cid in self.deferred:
