@@ -69,8 +69,10 @@ def execute_cmd(history: str, record: bool, as_json: bool, output: str | None, d
     elif no_hold:
         ex.kill()
     else:
-        click.echo(f"root pid {ex.root_pid}; holding the tree until interrupted", err=True)
-        sys.stderr.flush()
-        ex.hold()
+        def ready() -> None:
+            click.echo(f"root pid {ex.root_pid}; holding the tree until interrupted", err=True)
+            sys.stderr.flush()
+
+        ex.hold(ready)
     if failed:
         sys.exit(EXIT_FAIL)

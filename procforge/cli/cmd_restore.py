@@ -54,7 +54,10 @@ def restore_cmd(tree_file: str, plan_file: str | None, into: str, detach: bool,
         click.echo(pid)
         return
     secs = r.timings.get("total", 0.0)
-    click.echo(f"restored {len(tree)} tasks in {secs:.2f}s, identical to {tree_file}; "
-               f"root pid {pid}; holding it until interrupted (Ctrl-C removes it)", err=True)
-    sys.stderr.flush()
-    r.execution.hold()
+
+    def ready() -> None:
+        click.echo(f"restored {len(tree)} tasks in {secs:.2f}s, identical to {tree_file}; "
+                   f"root pid {pid}; holding it until interrupted (Ctrl-C removes it)", err=True)
+        sys.stderr.flush()
+
+    r.execution.hold(ready)

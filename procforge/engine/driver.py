@@ -72,9 +72,11 @@ class StepResult:
 class StepFailed(ProcforgeError):
     """A step failed in abort mode; everything the run created is already gone."""
 
-    def __init__(self, result: StepResult, model_reason: str | None = None) -> None:
+    def __init__(self, result: StepResult, model_reason: str | None = None,
+                 root_pid: int = 0) -> None:
         self.result = result
         self.model_reason = model_reason
+        self.root_pid = root_pid  # host pid the root had (already removed)
         r = result
         what = r.errno if r.outcome == "errno" else "not executable"
         msg = f"step {r.index + 1} ({S.format_step(r.step)}) failed: {what}"
@@ -163,8 +165,9 @@ class Execution:
             self._close_pipes()
         return self.root_pid
 
-    def hold(self) -> None:
-        """Block until SIGINT or SIGTERM (or the root's death), then remove the tree."""
+    def hold(self, ready: Callable[[], None] | None = None) -> None:
+        """Block until SIGINT or SIGTERM (or the root's death), then remove the tree. `ready` is
+        called once the signals are caught (to announce that the tree is held)."""
         import select
 
         got: list[int] = []
@@ -175,6 +178,8 @@ class Execution:
 
         old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if ready is not None:
+                ready()
             while not got:
                 if self._root_fd is None:
                     signal.pause()
@@ -291,7 +296,7 @@ def execute(steps: Sequence[S.Step], *, mode: str = "abort", into: str = "new-na
             if f is not None:
                 f.close()
         bad = results[report.aborted_at]
-        raise StepFailed(bad, explain(bad.index) if explain else None)
+        raise StepFailed(bad, explain(bad.index) if explain else None, report.root_host)
     return Execution(proc, report, results, into)
 
 

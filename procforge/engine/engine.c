@@ -1240,6 +1240,7 @@ static void write_id_map(int pid, const char *file, const char *text)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL); /* an ignored SIGCHLD survives exec: it would auto-reap the root */
     read_plan(stdin);
 
     /* /proc must number tasks as this namespace does (the tasks read their pid from it) */

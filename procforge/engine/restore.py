@@ -161,16 +161,17 @@ def restore(tree: Tree, steps: Sequence[S.Step] | None = None, *, into: str = "n
                                source=tree.source or None)
     elif into != "current":
         raise InvalidInput(f"into must be new-namespace or current, not {into!r}")
-    if steps is None:
-        steps = plan_steps(tree, level + (1 if into == "new-namespace" else 0))
-        timings["plan"] = time.perf_counter() - t0
-    steps = list(steps)
     if into == "current":
         from procforge.engine.driver import has_set_tid_capability
 
         if not has_set_tid_capability():
             raise EnvironmentProblem("--into current needs root (CAP_SYS_ADMIN or "
                                      "CAP_CHECKPOINT_RESTORE) to place pids with set_tid")
+    if steps is None:
+        steps = plan_steps(tree, level + (1 if into == "new-namespace" else 0))
+        timings["plan"] = time.perf_counter() - t0
+    steps = list(steps)
+    if into == "current":
         taken = taken_pids(needed_pids(tree, steps))
         if taken:
             shown = ", ".join(f"{n} ({w})" for n, w in sorted(taken.items())[:10])
