@@ -35,11 +35,10 @@ def show(tree_file: str, depth: int | None, limit: int | None, with_summary: boo
     if as_json:
         click.echo(tree.dumps(), nl=False)
         return
-    tty = sys.stdout.isatty()
-    if pager is None:
-        pager = tty and len(tree) + 2 > shutil.get_terminal_size().lines
-    lines = render(tree, depth=depth, limit=limit)
+    lines = list(render(tree, depth=depth, limit=limit))
     tail = [summary(tree)] if with_summary else []
+    if pager is None:
+        pager = sys.stdout.isatty() and len(lines) + len(tail) > shutil.get_terminal_size().lines
     if pager:
         click.echo_via_pager(_with_newlines(lines, tail))
         return
