@@ -125,8 +125,12 @@ class Kernel:
 
     def apply(self, step: S.Step) -> Failure | None:
         """Run one step: None on success, or the kernel's refusal."""
+        # a dict keyed by the step's class: one lookup instead of a chain of isinstance tests
+        handler = _HANDLERS.get(type(step))
+        if handler is None:
+            raise TypeError(f"not a step: {step!r}")
         try:
-            self._apply(step)
+            handler(self, step)
         except KernelRefusal as r:
             return r.failure
         return None
@@ -141,17 +145,11 @@ class Kernel:
             raise KernelRefusal(None, f"task {nr} is stopped")
         return p
 
-    def _apply(self, step: S.Step) -> None:
-        # a dict keyed by the step's class: one lookup instead of a chain of isinstance tests
-        handler = _HANDLERS.get(type(step))
-        if handler is None:
-            raise TypeError(f"not a step: {step!r}")
-        handler(self, step)
-
     def run(self, steps: Iterable[S.Step]) -> tuple[int, Failure] | None:
         """Apply steps in order; stop at the first failure and return (index, failure)."""
+        apply = self.apply
         for i, s in enumerate(steps):
-            f = self.apply(s)
+            f = apply(s)
             if f is not None:
                 return i, f
         return None
