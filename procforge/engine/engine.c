@@ -95,6 +95,7 @@ struct step {
 
 struct result {
     int kind, err, npid, extra;
+    int made; /* fork/thread: the index of the new process or thread */
     int pid[MAXLVL];
     int met[9]; /* the state a failing step met, as its caller saw it */
 };
@@ -128,8 +129,10 @@ static struct thr *thrs;
 static int32_t *slot_of; /* top number -> proc+1, or -(thread+1) */
 static char *stacks;
 static int nsteps, nprocs, nthrs, max_procs, max_thrs;
-static uint32_t done_seq; /* futex: index + 1 of the last finished step */
-static uint32_t pending;  /* fork/thread: the caller and the new task both report */
+static uint32_t done_seq;  /* futex: the token of the last finished dispatch */
+static uint32_t cur_token; /* the token of the dispatch under way */
+static uint32_t pending;   /* parts of that dispatch still running: its worker and new tasks */
+static int run_end;        /* that dispatch runs steps [i, run_end) */
 static uint32_t root_go;  /* futex: the root waits for its user namespace maps */
 static int mode_record, into_current, use_userns, root_pid, proc_base;
 static char scratch[4096];
@@ -259,16 +262,13 @@ static int read_nspid(int *nr, int levels)
 }
 
 /* ------------------------------------------------------------------------------ task side */
-static void post_done(int i)
+/* A dispatch is done when its worker and every task it created have reported. */
+static void part_done(void)
 {
-    st(&done_seq, (uint32_t)i + 1);
-    fwake(&done_seq, 1);
-}
-
-static void report_part(int i)
-{
-    if (__atomic_sub_fetch(&pending, 1, __ATOMIC_ACQ_REL) == 0)
-        post_done(i);
+    if (__atomic_sub_fetch(&pending, 1, __ATOMIC_ACQ_REL) == 0) {
+        st(&done_seq, ld(&cur_token));
+        fwake(&done_seq, 1);
+    }
 }
 
 static void finish(struct result *r, long rc)
@@ -350,11 +350,6 @@ static void fill_met(struct result *r, int probe)
 
 static void serve(struct proc *p, int me);
 
-struct birth {
-    int is_thread, index, step;
-};
-static struct birth births[2]; /* one step at a time: the newest birth's arguments */
-
 /* nr[] holds what set_tid named (nr[0] != 0: every level); the rest comes from /proc. */
 static void learn_numbers(int *nr, int level, int own)
 {
@@ -366,27 +361,23 @@ static void learn_numbers(int *nr, int level, int own)
 
 static int proc_main(void *arg)
 {
-    struct birth *b = arg;
-    int i = b->step, idx = b->index;
-    struct proc *p = &procs[idx];
+    struct proc *p = arg;
     int tid;
     self_host(&p->host, &tid);
     learn_numbers(p->nr, p->level, (int)sc0(SYS_getpid));
-    report_part(i);
+    part_done();
     serve(p, -1);
     return 0;
 }
 
 static int thread_main(void *arg)
 {
-    struct birth *b = arg;
-    int i = b->step, idx = b->index;
-    struct thr *t = &thrs[idx];
+    struct thr *t = arg;
     int tgid;
     self_host(&tgid, &t->host);
     learn_numbers(t->nr, t->level, (int)sc0(SYS_gettid));
-    report_part(i);
-    serve(&procs[t->proc], idx);
+    part_done();
+    serve(&procs[t->proc], (int)(t - thrs));
     return 0;
 }
 
@@ -438,20 +429,18 @@ static void task_fork(int i, struct step *s, struct result *r, struct proc *p)
         ca.set_tid = (uint64_t)(uintptr_t)set_tid;
         ca.set_tid_size = (uint64_t)s->npid;
     }
-    births[0].is_thread = 0;
-    births[0].index = ci;
-    births[0].step = i;
-    st(&pending, 2);
-    long rc = clone3_run(&ca, proc_main, &births[0]);
+    (void)i;
+    __atomic_add_fetch(&pending, 1, __ATOMIC_ACQ_REL); /* the child reports once it knows itself */
+    long rc = clone3_run(&ca, proc_main, c);
     if (rc < 0) {
+        __atomic_sub_fetch(&pending, 1, __ATOMIC_ACQ_REL);
         finish(r, rc);
         fill_met(r, probe_at(s, c->level, p->level));
-        post_done(i);
         return;
     }
     nprocs = ci + 1;
+    r->made = ci;
     r->kind = RES_OK;
-    report_part(i);
 }
 
 static void task_thread(int i, struct step *s, struct result *r, struct proc *p)
@@ -474,18 +463,17 @@ static void task_thread(int i, struct step *s, struct result *r, struct proc *p)
         ca.set_tid = (uint64_t)(uintptr_t)set_tid;
         ca.set_tid_size = (uint64_t)s->npid;
     }
-    births[1].is_thread = 1;
-    births[1].index = ti;
-    births[1].step = i;
-    st(&pending, 2);
-    long rc = clone3_run(&ca, thread_main, &births[1]);
+    (void)i;
+    __atomic_add_fetch(&pending, 1, __ATOMIC_ACQ_REL);
+    long rc = clone3_run(&ca, thread_main, t);
     if (rc < 0) {
+        __atomic_sub_fetch(&pending, 1, __ATOMIC_ACQ_REL);
         finish(r, rc);
         fill_met(r, probe_at(s, t->level, t->level));
-        post_done(i);
         return;
     }
     nthrs = ti + 1;
+    r->made = ti;
     /* append: the list order is creation order */
     if (p->threads < 0) {
         p->threads = ti;
@@ -496,7 +484,6 @@ static void task_thread(int i, struct step *s, struct result *r, struct proc *p)
         thrs[k].next = ti;
     }
     r->kind = RES_OK;
-    report_part(i);
 }
 
 struct ksigaction {
@@ -549,14 +536,11 @@ static long set_comm(struct proc *p, const char *name)
     return 0;
 }
 
-static void run_step(uint32_t cmd, struct proc *p)
+/* Before a death by signal: a core dump only when the status asks for one. */
+static void prepare_death(int i)
 {
-    int i = (int)(cmd & ~PREP) - 1;
     struct step *s = &steps[i];
-    struct result *r = &results[i];
-    long rc = 0;
-    int probe = 0;
-    if (cmd & PREP) { /* before a death by signal: a core dump only when the status asks for one */
+    { /* before a death by signal: a core dump only when the status asks for one */
         int core = s->a & 0x80;
         struct rlimit rl;
         sc4(SYS_prlimit64, 0, RLIMIT_CORE, 0, &rl);
@@ -570,9 +554,16 @@ static void run_step(uint32_t cmd, struct proc *p)
                 rl.rlim_cur = 0;
         }
         sc4(SYS_prlimit64, 0, RLIMIT_CORE, &rl, 0);
-        post_done(i);
-        return;
     }
+}
+
+/* One step by p's worker. Exits report (part_done) before they leave; other steps do not. */
+static void exec_step(int i, struct proc *p)
+{
+    struct step *s = &steps[i];
+    struct result *r = &results[i];
+    long rc = 0;
+    int probe = 0;
     switch (s->op) {
     case OP_FORK:
         task_fork(i, s, r, p);
@@ -610,7 +601,6 @@ static void run_step(uint32_t cmd, struct proc *p)
         rc = sc4(SYS_wait4, c, &status, WNOHANG | WALL_, 0);
         if (rc == 0) {
             nx(r, NX_WOULD_BLOCK);
-            post_done(i);
             return;
         }
         if (rc > 0)
@@ -619,7 +609,7 @@ static void run_step(uint32_t cmd, struct proc *p)
     }
     case OP_EXIT:
         r->kind = RES_OK;
-        post_done(i);
+        part_done();
         sc1(SYS_exit_group, (s->a >> 8) & 0xff);
         for (;;)
             ;
@@ -627,7 +617,6 @@ static void run_step(uint32_t cmd, struct proc *p)
         int t = p->threads;
         if (t < 0 || p->worker >= 0) {
             nx(r, t < 0 ? NX_NO_THREAD : NX_LEADER_GONE);
-            post_done(i);
             return;
         }
         p->leader_alive = 0;
@@ -635,7 +624,7 @@ static void run_step(uint32_t cmd, struct proc *p)
         __atomic_add_fetch(&p->handover, 1, __ATOMIC_ACQ_REL);
         fwake(&p->handover, INT_MAX);
         r->kind = RES_OK;
-        post_done(i);
+        part_done();
         sc1(SYS_exit, 0);
         for (;;)
             ;
@@ -646,7 +635,25 @@ static void run_step(uint32_t cmd, struct proc *p)
     finish(r, rc);
     if (rc < 0)
         fill_met(r, probe);
-    post_done(i);
+}
+
+
+/* A dispatch: the prepare command, or steps [i, run_end) in order (stopping at the first failure
+ * unless recording). */
+static void run_step(uint32_t cmd, struct proc *p)
+{
+    int i = (int)(cmd & ~PREP) - 1;
+    if (cmd & PREP) {
+        prepare_death(i);
+    } else {
+        int end = run_end;
+        for (int k = i; k < end; k++) {
+            exec_step(k, p);
+            if (!mode_record && results[k].kind != RES_OK)
+                break;
+        }
+    }
+    part_done();
 }
 
 /* The worker thread of a process runs the steps the engine hands it; other threads idle. */
@@ -905,22 +912,30 @@ static void settle_hangups(void)
     }
 }
 
-static void dispatch(struct proc *p, uint32_t cmd)
+static uint32_t tokens;
+
+/* Hand p's worker steps [i, end) (or the prepare command); returns the dispatch's token. */
+static uint32_t dispatch(struct proc *p, uint32_t cmd, int end)
 {
+    uint32_t tok = ++tokens;
+    run_end = end;
+    st(&pending, 1);
+    st(&cur_token, tok);
     st(&p->cmd, cmd);
     fwake(&p->cmd, 1);
+    return tok;
 }
 
-/* Wait for step i; 0 when the actor died before taking it. */
-static int wait_done(int i, struct proc *p, uint32_t cmd)
+/* Wait for a dispatch; 0 when its worker died before taking it. */
+static int wait_done(uint32_t tok, struct proc *p, uint32_t cmd, int i)
 {
     for (int spins = 0;; spins++) {
         uint32_t d = ld(&done_seq);
-        if (d == (uint32_t)i + 1)
+        if (d == tok)
             return 1;
         struct timespec ts = {0, 50 * 1000 * 1000};
         fwait(&done_seq, d, &ts);
-        if (ld(&done_seq) == (uint32_t)i + 1)
+        if (ld(&done_seq) == tok)
             return 1;
         if (spins > 0 && spins % 2 == 0 && !alive(p, 0)) {
             uint32_t c = cmd;
@@ -953,30 +968,37 @@ static void after_exit(struct proc *p, int *kids, int nk)
     settle_hangups();
 }
 
-static void register_birth(int i, int before_procs, int before_thrs)
+/* After a fork or thread step: the engine's map, the new process's pidfd, the pids recorded. */
+static void register_birth(int i)
 {
     struct result *r = &results[i];
-    if (nprocs > before_procs) {
-        struct proc *c = &procs[nprocs - 1];
+    if (steps[i].op == OP_FORK) {
+        struct proc *c = &procs[r->made];
         if (c->nr[0] > 0 && c->nr[0] < PIDMAP)
-            slot_of[c->nr[0]] = nprocs;
+            slot_of[c->nr[0]] = r->made + 1;
         c->pidfd = (int)syscall(NR_pidfd_open, c->host, 0);
         if (c->pidfd < 0)
             die(3, "pidfd_open(%d): %s (raise the open-files limit for trees this big)", c->host,
                 strerror(errno));
         r->npid = c->level + 1;
         memcpy(r->pid, c->nr, sizeof(int) * (size_t)r->npid);
-    }
-    if (nthrs > before_thrs) {
-        struct thr *t = &thrs[nthrs - 1];
+    } else {
+        struct thr *t = &thrs[r->made];
         if (t->nr[0] > 0 && t->nr[0] < PIDMAP)
-            slot_of[t->nr[0]] = -nthrs;
+            slot_of[t->nr[0]] = -(r->made + 1);
         r->npid = t->level + 1;
         memcpy(r->pid, t->nr, sizeof(int) * (size_t)r->npid);
     }
 }
 
-static void run_engine_step(int i)
+/* Steps one actor may run back to back: none of them kills, stops or needs the engine between. */
+static int batchable(int op)
+{
+    return op == OP_FORK || op == OP_THREAD || op == OP_SETSID || op == OP_SETPGID ||
+           op == OP_SUBREAPER || op == OP_SIGCHLD || op == OP_COMM || op == OP_WAIT;
+}
+
+static int run_engine_step(int i)
 {
     struct step *s = &steps[i];
     struct result *r = &results[i];
@@ -985,39 +1007,39 @@ static void run_engine_step(int i)
     int reaped = 0;
     if (!p) {
         nx(r, NX_NO_TASK);
-        return;
+        return 1;
     }
     if (!alive(p, &reaped)) {
         nx(r, reaped ? NX_NO_TASK : NX_ZOMBIE);
-        return;
+        return 1;
     }
     int sig = s->op == OP_EXIT ? (s->a & 0x7f) : 0;
     if (s->op == OP_STOP) {
         long rc = syscall(NR_pidfd_send_signal, p->pidfd, SIGSTOP, 0, 0);
         if (rc < 0) {
             finish(r, -errno);
-            return;
+            return 1;
         }
         wait_stopped(p);
         p->stopped = 1;
         r->kind = RES_OK;
-        return;
+        return 1;
     }
     if (sig) {
         if (!sig_kills(sig)) {
             nx(r, NX_SIG_NO_KILL);
-            return;
+            return 1;
         }
         if (p->is_init && sig != SIGKILL) {
             nx(r, NX_INIT_IGNORES);
-            return;
+            return 1;
         }
         int stopped = is_stopped_now(p);
         if (!stopped) {
-            dispatch(p, ((uint32_t)i + 1) | PREP);
-            if (!wait_done(i, p, ((uint32_t)i + 1) | PREP)) {
+            uint32_t cmd = ((uint32_t)i + 1) | PREP;
+            if (!wait_done(dispatch(p, cmd, i + 1), p, cmd, i)) {
                 nx(r, NX_DIED);
-                return;
+                return 1;
             }
         } else {
             struct rlimit rl;
@@ -1031,17 +1053,17 @@ static void run_engine_step(int i)
         long rc = syscall(NR_pidfd_send_signal, p->pidfd, sig, 0, 0);
         if (rc < 0) {
             finish(r, -errno);
-            return;
+            return 1;
         }
         if (stopped && sig != SIGKILL)
             syscall(NR_pidfd_send_signal, p->pidfd, SIGCONT, 0, 0);
         after_exit(p, kids, nk);
         r->kind = RES_OK;
-        return;
+        return 1;
     }
     if (is_stopped_now(p)) {
         nx(r, NX_STOPPED);
-        return;
+        return 1;
     }
     static int kids[65536];
     int nk = 0;
@@ -1050,36 +1072,41 @@ static void run_engine_step(int i)
     } else if (s->op == OP_EXIT_LEADER) {
         if (!p->leader_alive) {
             nx(r, NX_LEADER_GONE);
-            return;
+            return 1;
         }
         if (p->threads < 0) {
             nx(r, NX_NO_THREAD);
-            return;
+            return 1;
         }
     }
-    int before_procs = nprocs, before_thrs = nthrs;
+    int j = i + 1;
+    if (batchable(s->op)) {
+        int made = s->op == OP_FORK || s->op == OP_THREAD;
+        while (j < nsteps && steps[j].actor == s->actor && batchable(steps[j].op)) {
+            /* a nested caller names a new task through the engine's map, filled after the run */
+            if (p->level > 0 && made && (steps[j].op == OP_SETPGID || steps[j].op == OP_WAIT))
+                break;
+            made |= steps[j].op == OP_FORK || steps[j].op == OP_THREAD;
+            j++;
+        }
+    }
     uint32_t cmd = (uint32_t)i + 1;
-    dispatch(p, cmd);
-    if (!wait_done(i, p, cmd)) {
+    if (!wait_done(dispatch(p, cmd, j), p, cmd, i)) {
         nx(r, NX_DIED);
-        return;
+        return 1;
     }
-    if (r->kind == RES_OK) {
-        if (s->op == OP_FORK || s->op == OP_THREAD) {
-            register_birth(i, before_procs, before_thrs);
-        } else if (s->op == OP_EXIT) {
+    for (int k = i; k < j; k++) {
+        if (results[k].kind != RES_OK)
+            continue;
+        int op = steps[k].op;
+        if (op == OP_FORK || op == OP_THREAD)
+            register_birth(k);
+        else if (op == OP_EXIT)
             after_exit(p, kids, nk);
-        } else if (s->op == OP_EXIT_LEADER) {
+        else if (op == OP_EXIT_LEADER)
             wait_leader_exit(p->host, p->nr[0]);
-        } else if (s->op == OP_WAIT) {
-            int c = lookup(s->a);
-            if (c >= 0)
-                settle_released(procs[c].host);
-        } else if (s->op == OP_SETSID || s->op == OP_SETPGID || s->op == OP_SIGCHLD ||
-                   s->op == OP_SUBREAPER || s->op == OP_COMM) {
-            /* nothing to settle */
-        }
     }
+    return j - i;
 }
 
 static void kill_all(void)
@@ -1380,22 +1407,27 @@ int main(void)
     signal(SIGHUP, SIG_IGN);
 
     int trace = getenv("PF_ENGINE_TRACE") != 0;
-    for (int i = 0; i < nsteps; i++) {
+    for (int i = 0; i < nsteps;) {
         if (aborted_at >= 0) {
-            results[i].kind = RES_SKIPPED;
+            if (results[i].kind == RES_NONE)
+                results[i].kind = RES_SKIPPED;
+            i++;
             continue;
         }
         struct timespec t0, t1;
         if (trace)
             clock_gettime(CLOCK_MONOTONIC, &t0);
-        run_engine_step(i);
+        int n = run_engine_step(i);
         if (trace) {
             clock_gettime(CLOCK_MONOTONIC, &t1);
-            fprintf(stderr, "step %d op %d actor %d: %ld us\n", i + 1, steps[i].op, steps[i].actor,
+            fprintf(stderr, "steps %d-%d op %d actor %d: %ld us\n", i + 1, i + n, steps[i].op,
+                    steps[i].actor,
                     (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
         }
-        if (!mode_record && results[i].kind != RES_OK)
-            aborted_at = i;
+        for (int k = i; k < i + n && aborted_at < 0; k++)
+            if (!mode_record && results[k].kind != RES_OK)
+                aborted_at = k;
+        i = aborted_at >= 0 ? aborted_at + 1 : i + n;
     }
     if (aborted_at >= 0)
         kill_all();
