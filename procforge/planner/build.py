@@ -108,6 +108,8 @@ class Builder:
             self.group_members.setdefault(x.pgid, []).append(x.id)
         self._gw: dict[int, int | None] = {}
         self.waiting: dict[int, list[int]] = {}  # group id -> tasks whose children wait for it
+        self.by_parent: dict[tuple[int, int], list[int]] = {}
+        self.by_session: dict[int, list[int]] = {}
         self.dead_home = self._dead_session_homes()
 
     # ------------------------------------------------------------------------------------ helpers
@@ -120,6 +122,7 @@ class Builder:
         if f is not None:
             raise Unreachable(f"the model refused `{S.format_step(step)}`: {f}")
         self.steps.append(step)
+        self._note(step)
 
     def proc(self, pid: int) -> Process:
         return self.k.procs[pid]
@@ -366,10 +369,34 @@ class Builder:
             return True
         return False
 
+    def _note(self, step: S.Step) -> None:
+        """Index who is in which session under which parent, for agents and adoption."""
+        if isinstance(step, S.Fork):
+            if step.pid is None:
+                return
+            q = self.k.procs[step.pid[0]]
+            if q.top not in self.ns_chain:  # a helper lives in its creator's namespace
+                self.ns_chain[q.top] = self.ns_chain[step.parent]
+        elif isinstance(step, S.Setsid):
+            q = self.k.procs[step.task]
+        else:
+            return
+        sid = q.session.top
+        if q.parent is not None:
+            self.by_parent.setdefault((q.parent.top, sid), []).append(q.top)
+        self.by_session.setdefault(sid, []).append(q.top)
+
+    def _current(self, pid: int, sid: int) -> Process | None:
+        q = self.k.procs.get(pid)
+        if q is None or q.state != "alive" or q.session.top != sid:
+            return None
+        return q
+
     def _agent(self, parent: int, sid: int) -> int | None:
-        for a in self.proc(parent).children.values():
-            if a.state == "alive" and a.session.top == sid and not a.unkillable:
-                return a.top
+        for x in self.by_parent.get((parent, sid), ()):
+            a = self._current(x, sid)
+            if a is not None and a.parent is not None and a.parent.top == parent and not a.unkillable:
+                return x
         return None
 
     def _dead_session_leader(self, s: int, parent: int, cid: int) -> int:
@@ -384,16 +411,15 @@ class Builder:
     def _member_below(self, parent: int, sid: int) -> int | None:
         """A live member of session `sid` below `parent`, in parent's namespace (for adoption)."""
         pp = self.proc(parent)
-        stack = list(pp.children.values())
-        while stack:
-            q = stack.pop()
-            if q.state != "alive" or q.ns is not pp.ns and not pp.unkillable:
+        for x in self.by_session.get(sid, ()):
+            q = self._current(x, sid)
+            if q is None or q.ns is not pp.ns or q is pp:
                 continue
-            if q.ns is not pp.ns and pp.unkillable and pp.ns.reaper is pp:
-                continue
-            if q.session.top == sid:
-                return q.top
-            stack.extend(q.children.values())
+            a = q.parent
+            while a is not None and a is not pp and a.ns is pp.ns:
+                a = a.parent
+            if a is pp:
+                return x
         return None
 
     def _adopt(self, member: int, parent: int, c: Task) -> None:
