@@ -289,3 +289,20 @@ def test_empty_step_list_holds_only_the_root() -> None:
 
 def test_environment_problem_is_exit_3(tmp_path: Path) -> None:
     assert EnvironmentProblem.exit_code == 3
+
+
+def test_a_killed_driver_takes_its_tree_along(tmp_path: Path) -> None:
+    """The engine holds the tree for the driver; when the driver dies (even by SIGKILL) the
+    engine reads end-of-file and removes the tree."""
+    tree, _ = generate(15, 2)
+    f = tmp_path / "t.json"
+    f.write_text(tree.dumps())
+    pidfile = tmp_path / "root.pid"
+    p = subprocess.Popen([*PROCFORGE, "restore", str(f), "--pidfile", str(pidfile)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None and "holding" in p.stderr.readline()
+    root = int(pidfile.read_text())
+    assert ns_alive(root)
+    p.kill()
+    p.wait(timeout=10)
+    assert wait_gone(root)

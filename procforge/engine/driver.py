@@ -281,6 +281,8 @@ def execute(steps: Sequence[S.Step], *, mode: str = "abort", into: str = "new-na
         err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
         proc.kill()
         proc.wait()
+        if report.fatal is None and report.root_host:
+            _remove_orphan(report.root_host, current)
         code, msg = report.fatal or (70, "the engine stopped without a report: "
                                              + (err or "no output"))
         if code == EXIT_INVALID:
@@ -298,6 +300,26 @@ def execute(steps: Sequence[S.Step], *, mode: str = "abort", into: str = "new-na
         bad = results[report.aborted_at]
         raise StepFailed(bad, explain(bad.index) if explain else None, report.root_host)
     return Execution(proc, report, results, into)
+
+
+def _remove_orphan(pid: int, current: bool) -> None:
+    """The engine died without cleaning up: kill the root it reported, if that pid is still the
+    init of a pid namespace (a number reused by someone else is left alone)."""
+    if current:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            nspid = next(line for line in f if line.startswith("NSpid:")).split()[1:]
+        if len(nspid) > 1 and nspid[-1] == "1":
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except (OSError, StopIteration):
+        pass
+    finally:
+        os.close(fd)
 
 
 def _read_report(out: IO[bytes]) -> P.Report:

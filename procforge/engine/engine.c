@@ -703,8 +703,16 @@ static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(
 static int root_pidfd = -1, root_host = -1, aborted_at = -1, pinned;
 static cpu_set_t orig_cpus;
 
+static void kill_all(void);
+
+/* A fatal problem: remove whatever was built, then report it on the result stream. */
 static void die(int code, const char *fmt, ...)
 {
+    static int dying;
+    if (!dying && root_pidfd >= 0) {
+        dying = 1;
+        kill_all();
+    }
     va_list ap;
     va_start(ap, fmt);
     fprintf(stdout, "FATAL %d ", code);
@@ -1225,7 +1233,6 @@ static void read_plan(FILE *in)
 
 static void write_results(void)
 {
-    printf("ROOT %d\n", root_host);
     for (int i = 0; i < nsteps; i++) {
         struct result *r = &results[i];
         printf("R %d %d %d %d", i, r->kind, r->err, r->extra);
@@ -1256,11 +1263,8 @@ static void write_id_map(int pid, const char *file, const char *text)
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, text, strlen(text)) < 0) {
-        int e = errno;
-        kill_all();
-        die(3, "cannot write %s: %s", path, strerror(e));
-    }
+    if (fd < 0 || write(fd, text, strlen(text)) < 0)
+        die(3, "cannot write %s: %s", path, strerror(errno));
     close(fd);
 }
 
@@ -1398,6 +1402,8 @@ int main(void)
         write_id_map(root_host, "gid_map", map);
     }
     slot_of[r0->nr[0]] = 1;
+    printf("ROOT %d\n", root_host); /* early: the driver can remove the tree if we crash */
+    fflush(stdout);
     st(&root_go, 1);
     fwake(&root_go, 1);
     /* the engine itself must outlive a ^C to the restorer's group: the driver decides */
