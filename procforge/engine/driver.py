@@ -324,10 +324,9 @@ def _remove_orphan(pid: int, current: bool) -> None:
 
 def _read_report(out: IO[bytes]) -> P.Report:
     rep = P.Report()
+    parse = P.parse_line
     for raw in out:
-        line = raw.decode()
-        if line.strip():
-            P.parse_line(rep, line)
+        parse(rep, raw.decode())
         if rep.done or rep.fatal is not None:
             break
     return rep
@@ -335,17 +334,18 @@ def _read_report(out: IO[bytes]) -> P.Report:
 
 def _results(steps: Sequence[S.Step], rep: P.Report) -> list[StepResult]:
     out: list[StepResult] = []
+    add = out.append
     for raw in rep.results:
         s = steps[raw.index]
         if raw.kind == P.OK:
-            out.append(StepResult(raw.index, s, "ok", pid=raw.pid or None,
-                                  status=raw.extra if isinstance(s, S.Wait) else None))
+            add(StepResult(raw.index, s, "ok", None, "", raw.pid or None,
+                           raw.extra if type(s) is S.Wait else None))
         elif raw.kind == P.ERRNO:
-            out.append(StepResult(raw.index, s, "errno", errno=P.errno_name(raw.err), met=raw.met))
+            add(StepResult(raw.index, s, "errno", P.errno_name(raw.err), met=raw.met))
         elif raw.kind == P.NOT_EXECUTABLE:
-            out.append(StepResult(raw.index, s, "not-executable", reason=P.reason(raw, s)))
+            add(StepResult(raw.index, s, "not-executable", reason=P.reason(raw, s)))
         else:
-            out.append(StepResult(raw.index, s, "skipped"))
+            add(StepResult(raw.index, s, "skipped"))
     return out
 
 
