@@ -107,6 +107,7 @@ class Builder:
         for x in tree:
             self.group_members.setdefault(x.pgid, []).append(x.id)
         self._gw: dict[int, int | None] = {}
+        self._bw: dict[int, int | None] = {}
         self.waiting: dict[int, list[int]] = {}  # group id -> tasks whose children wait for it
         self.by_parent: dict[tuple[int, int], list[int]] = {}
         self.by_session: dict[int, list[int]] = {}
@@ -131,17 +132,27 @@ class Builder:
         return self.proc(pid).session.top
 
     def _birth_wanted(self, c: Task) -> int | None:
-        """The session a session leader should be born in: that of a child it must make there."""
+        """The session a session leader should be born in: that of a child it must make there
+        (or that a leader child must itself be born in)."""
+        memo = self._bw
+        if c.id in memo:
+            return memo[c.id]
+        memo[c.id] = None
+        memo[c.id] = w = self._birth_wanted_uncached(c)
+        return w
+
+    def _birth_wanted_uncached(self, c: Task) -> int | None:
         for x in self.children[c.id]:
             ct = self.t[x]
-            if ct.sid == c.id or ct.sid == x:
+            need = self._birth_wanted(ct) if ct.sid == x else ct.sid
+            if need is None or need == c.id:
                 continue
-            lead = self.t.tasks.get(ct.sid)
-            if lead is not None and lead.ppid == c.id:
+            lead = self.t.tasks.get(need)
+            if lead is not None and lead.ppid == c.id and lead.id != x:
                 continue  # that session's leader is c's child: it forks ct with CLONE_PARENT
-            if lead is None and self._is_tree_session(ct.sid) and self.dead_home.get(ct.sid) == c.id:
+            if lead is None and self._is_tree_session(need) and self.dead_home.get(need) == c.id:
                 continue  # a dead leader, recreated as c's child, forks ct with CLONE_PARENT
-            return ct.sid
+            return need
         return None
 
     def _first_foreign(self, c: Task) -> int | None:
@@ -152,25 +163,33 @@ class Builder:
         return None
 
     def _dead_session_homes(self) -> dict[int, int]:
-        """Where to recreate each dead session leader: as a child of the deepest parent that has a
-        child in that session while being outside it; members for shallower parents (its ancestors)
-        are then adopted from below."""
+        """Where to recreate each dead session leader: as a child of the deepest parent that must
+        have a child born in that session while being outside it (a leader born there makes its
+        own children there, so its parent is the one in need); members for shallower parents (its
+        ancestors) are then adopted from below. Birth sessions depend on the homes, so two rounds."""
         depth: dict[int, int] = {}
         for x in _parents_first(self.t):
             t = self.t[x]
             depth[x] = depth[t.ppid] + 1 if t.ppid in depth else 0
         home: dict[int, int] = {}
-        for c in self.t:
-            s = c.sid
-            if not self._is_tree_session(s) or s in self.t.tasks or c.sid == c.id:
-                continue
-            par = self.t.tasks.get(c.ppid)
-            if par is None or par.sid == s:
-                continue
-            if par.sid == par.id and par.id != self.t.root.id and self._first_foreign(par) == s:
-                continue  # par can be born in s and make c before its own setsid
-            if s not in home or depth[par.id] > depth[home[s]]:
-                home[s] = par.id
+        for round_ in range(2):
+            if round_:
+                self.dead_home = home
+                self._bw = {}
+                home = {}
+            for c in self.t:
+                s = c.sid if c.sid != c.id else (self._birth_wanted(c) if round_ else None)
+                if s is None or not self._is_tree_session(s) or s in self.t.tasks:
+                    continue
+                par = self.t.tasks.get(c.ppid)
+                if par is None or par.sid == s:
+                    continue
+                if par.sid == par.id and par.id != self.t.root.id and (
+                        (self._birth_wanted(par) if round_ else self._first_foreign(par)) == s):
+                    continue  # par is born in s itself and makes c before its own setsid
+                if s not in home or depth[par.id] > depth[home[s]]:
+                    home[s] = par.id
+        self._bw = {}
         return home
 
     # --------------------------------------------------------------------------------- creation
@@ -576,6 +595,11 @@ class Builder:
                     rest.append(cid)
             self.deferred = rest
             if not progressed and rest:
+                if self.waiting:
+                    for g in list(self.waiting):
+                        self._group_made(g)
+                    self.run_queue()
+                    continue
                 raise _explain(self, rest[0])
         self.groups()
         self.deaths()
