@@ -21,6 +21,7 @@ has already executed; `verify` then compares the final state with the target.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -111,6 +112,7 @@ class Builder:
         self.waiting: dict[int, list[int]] = {}  # group id -> tasks whose children wait for it
         self.by_parent: dict[tuple[int, int], list[int]] = {}
         self.by_session: dict[int, list[int]] = {}
+        self._dead_group_chain: dict[int, tuple[int, ...]] = {}
         self.dead_home = self._dead_session_homes()
 
     # ------------------------------------------------------------------------------------ helpers
@@ -355,7 +357,8 @@ class Builder:
         if lead is not None:
             gchain = self.ns_chain[lead.id]
         else:  # a dead leader is recreated in the shallowest namespace of its members
-            gchain = min((self.ns_chain[m] for m in self.group_members[c.pgid]), key=len)
+            gchain = self._dead_group_chain.get(c.pgid) or self._dead_group_chain.setdefault(
+                c.pgid, min((self.ns_chain[m] for m in self.group_members[c.pgid]), key=len))
 
         def sees(chain: tuple[int, ...]) -> bool:  # a namespace names pids of itself and below
             return len(chain) <= len(gchain) and gchain[: len(chain)] == chain
@@ -528,7 +531,7 @@ class Builder:
         """A live task of the group's session that can see every member (shallowest namespace)."""
         sid = members[0].sid
         best = min(members, key=lambda m: len(m.pid))
-        cands = [best.id] + [x.id for x in self.t if x.sid == sid and len(x.pid) <= len(best.pid)]
+        cands = itertools.chain((best.id,), (x.id for x in self.t if x.sid == sid and len(x.pid) <= len(best.pid)))
         for c in cands:
             pr = self.k.procs.get(c)
             if pr is not None and pr.state == "alive":
