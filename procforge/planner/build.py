@@ -378,7 +378,7 @@ class Builder:
         p = c.ppid
         s = self._birth_session(c)
         assert s is not None
-        agent = self._agent(p, s)
+        agent = self._agent(p, s, c.pgid if c.sid != c.id else None)
         if agent is None and self._is_tree_session(s) and s not in self.t.tasks and s not in self.session_helper \
                 and self.dead_home.get(s, p) == p:
             agent = self._dead_session_leader(s, p, cid)
@@ -414,12 +414,17 @@ class Builder:
             return None
         return q
 
-    def _agent(self, parent: int, sid: int) -> int | None:
+    def _agent(self, parent: int, sid: int, pgid: int | None = None) -> int | None:
+        """A live child of `parent` in session `sid` that can fork with CLONE_PARENT; one already in
+        group `pgid` when there is one (its child is born in that group)."""
+        first = None
         for x in self.by_parent.get((parent, sid), ()):
             a = self._current(x, sid)
             if a is not None and a.parent is not None and a.parent.top == parent and not a.unkillable:
-                return x
-        return None
+                if pgid is None or a.pgrp.top == pgid:
+                    return x
+                first = first or x
+        return first
 
     def _dead_session_leader(self, s: int, parent: int, cid: int) -> int:
         chain = self.ns_chain[parent]
