@@ -214,3 +214,42 @@ def test_detach_leaves_the_tree_and_kill_removes_it() -> None:
             break
         time.sleep(0.01)
     assert gone(ex)
+
+
+NESTED = """
+fork 1 pid=7/1 newns
+fork 7 pid=40/2
+fork 40 pid=45/3            # 40 names 45 as 3 inside: same run as the next two steps
+setpgid 40 45 0
+fork 40 pid=46/4
+setpgid 40 46 45            # joins the group 3 (45) from inside
+fork 40 pid=47/5/1 newns
+fork 47 pid=48/6/2
+setpgid 47 48 0             # a third level
+exit 46 code=4
+wait 40 46
+fork 46                     # not executable: reaped
+setpgid 47 40 0             # ESRCH: 40 is 47's parent, not its child
+wait 47 45                  # ECHILD: 45 is not 47's child
+setpgid 48 1 0              # ESRCH: the root has no number in 48's namespace
+"""
+
+
+def test_callers_in_nested_namespaces_name_tasks_by_their_own_numbers() -> None:
+    steps = S.parse_text(NESTED)
+    with execute(steps, mode="record") as ex:
+        results = ex.results
+        got = read_tree(ex.root_pid, namespace=True)
+    k = Kernel.fresh()
+    for r in results:
+        f = k.apply(r.step)
+        real = r.as_failure()
+        assert (f.errno if f else "ok") == (real.errno if real else "ok"), r.describe()
+        assert (f is None) == (real is None), r.describe()
+    assert [str(d) for d in diff(k.snapshot(), got)] == []
+    t = got.tasks
+    assert t[45].pgid == 45 and 46 not in t and t[48].pgid == 48 and t[48].pid == (48, 6, 2)
+    outcomes = [(r.outcome, r.errno) for r in results]
+    assert outcomes[-4:] == [("not-executable", None), ("errno", "ESRCH"), ("errno", "ECHILD"),
+                             ("errno", "ESRCH")]
+    assert gone(ex)

@@ -16,8 +16,9 @@
  *   from an ancestor namespace (sig_task_ignored's "force"); the engine, outside, sends stops and
  *   deaths by signal. Signals whose default action is to ignore or stop never kill.
  * - A pidfd polls readable when its thread group has become a zombie, after exit_notify reparented
- *   the children and sent any orphaned-group SIGHUP; with PIDFD_THREAD, when that thread has exited.
- *   A zombie being released shows state X in /proc until release_task unhashes it.
+ *   the children and sent any orphaned-group SIGHUP. A leader thread that exits while other threads
+ *   live is never reported ("the leader exited prematurely"): its /proc state turns to Z. A zombie
+ *   being released shows state X in /proc until release_task unhashes it.
  * - /proc/self links to the caller's tgid as the /proc mount numbers it: the cheapest way for a new
  *   task to learn its pid in the engine's namespace (the engine checks that the mount is its own).
  *
@@ -136,7 +137,6 @@ static int run_end;        /* that dispatch runs steps [i, run_end) */
 static uint32_t root_go;  /* futex: the root waits for its user namespace maps */
 static int mode_record, into_current, use_userns, root_pid, proc_base;
 static char scratch[4096];
-static int unused_nr_cache;
 
 /* ------------------------------------------------------------------------- raw system calls */
 static inline long sc(long n, long a, long b, long c, long d, long e, long f)
@@ -301,15 +301,10 @@ static int ns_visible(int ns, int cns)
 /* A number free in the caller's namespace: the answer for an id it cannot see. */
 static int unused_nr(void)
 {
-    if (unused_nr_cache)
-        return unused_nr_cache;
-    for (int n = PIDMAP - 1; n > 300; n--) {
+    for (int n = PIDMAP - 1; n > 300; n--)
         if (sc2(SYS_kill, n, 0) == -ESRCH && sc2(SYS_kill, -n, 0) == -ESRCH &&
-            sc1(SYS_getpgid, n) == -ESRCH) {
-            unused_nr_cache = n;
+            sc1(SYS_getsid, n) == -ESRCH)
             return n;
-        }
-    }
     return PIDMAP - 1;
 }
 
