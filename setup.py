@@ -22,7 +22,7 @@ CFLAGS = ["-O2", "-Wall", "-fno-stack-protector", "-fno-strict-aliasing", "-U_FO
 
 
 def compile_engine(out: Path) -> None:
-    """Compile statically when the C library allows it (a tiny image, no loader), else dynamically."""
+    """Compile statically when the C library allows (a tiny image, no loader), else dynamically."""
     cc = shlex.split(os.environ.get("CC", "gcc"))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
