@@ -38,16 +38,19 @@ class Difference:
         who = f"task {self.task}: " if self.task is not None else ""
         if self.field == "presence":
             return f"{who}only in {'A' if self.a else 'B'}"
-        return f"{who}{self.field}: {_fmt(self.a)} (A) vs {_fmt(self.b)} (B)"
+        f = _fmt_threads if self.field == "threads" else _fmt
+        return f"{who}{self.field}: {f(self.a)} (A) vs {f(self.b)} (B)"
 
     def to_json(self) -> dict[str, Any]:
         return {"task": self.task, "field": self.field, "a": _jsonable(self.a),
                 "b": _jsonable(self.b)}
 
 
+def _fmt_threads(v: tuple[tuple[int, ...], ...]) -> str:
+    return "[" + ", ".join("/".join(map(str, t)) for t in sorted(v)) + "]"
+
+
 def _fmt(v: Any) -> str:
-    if isinstance(v, tuple) and v and isinstance(v[0], tuple):
-        return "[" + ", ".join("/".join(map(str, t)) for t in v) + "]"
     if isinstance(v, tuple):
         return "/".join(map(str, v))
     if isinstance(v, frozenset):
