@@ -286,18 +286,22 @@ def _capture_once(pid: int, namespace: bool, proc: str) -> tuple[Tree, dict[int,
     if namespace:
         _injected_check(proc, pid, scan, captured)
 
-    nspid = {c: scan.nspid(c) for c in order}
+    nspid: dict[int, tuple[int, ...]] = {}  # filled parents first, as `order` goes
     tasks: dict[int, Task] = {}
     referenced: set[int] = set()
     stat, status = scan.stat, scan.status
     for c in order:  # the hot loop: 10,000 turns per capture, so few calls
         ss, raw = status[c], stat[c]
-        sf = raw[raw.rfind(b")") + 2 :].split(b" ", 18)
-        g, se = ss[3], ss[4]
+        close = raw.rfind(b")")
+        sf = raw[close + 2 :].split(b" ", 18)
+        g, se, np = ss[3], ss[4], ss[2]
         if (sf[0][0] != ss[0] or sf[1] != ss[1] or sf[17] != ss[5]
                 or sf[2] != g.partition(b"\t")[0] or sf[3] != se.partition(b"\t")[0]):
             _check_consistent(c, sf, ss)  # raises unless only R/S/D/I changed
-        mine, pp = nspid[c], scan.ppid[c]
+        one = b"\t" not in np
+        mine = (int(np),) if one else tuple(map(int, np.split(b"\t")))
+        nspid[c] = mine
+        pp = scan.ppid[c]
         if c != pid:
             up = nspid[pp]
             if len(mine) != len(up) and not (len(mine) == len(up) + 1 and mine[-1] == 1):
@@ -311,11 +315,15 @@ def _capture_once(pid: int, namespace: bool, proc: str) -> tuple[Tree, dict[int,
                 raise _Changed(f"the parent of {pid} exited during the scan") from None
             ppid = par[lvl] if len(par) > lvl else 0
             referenced.add(ppid)
-        pgid = int(g) if lvl == 0 and b"\t" not in g else _col(g, lvl)
-        sid = int(se) if lvl == 0 and b"\t" not in se else _col(se, lvl)
+        if one:  # a task of the mount's own namespace: one column everywhere
+            pgid, sid = int(g), int(se)
+        elif len(mine) == lvl + 1:  # at the root's level: the last column
+            pgid, sid = int(g[g.rfind(b"\t") + 1 :]), int(se[se.rfind(b"\t") + 1 :])
+        else:
+            pgid, sid = _col(g, lvl), _col(se, lvl)
         referenced.add(pgid)
         referenced.add(sid)
-        st, comm = chr(ss[0]), raw[raw.find(b"(") + 1 : raw.rfind(b")")]
+        st, comm = chr(ss[0]), raw[raw.find(b"(") + 1 : close]
         if ss[5] == b"1" and st not in "ZTX":  # the common case: one live, running thread
             tasks[mine[lvl]] = Task(mine[lvl:], ppid, pgid, sid, ALIVE, None, (), False, None,
                                     comm.decode("utf-8", "replace"))
