@@ -326,7 +326,7 @@ def _capture_once(pid: int, namespace: bool, proc: str) -> tuple[Tree, dict[int,
         st, comm = chr(ss[0]), raw[raw.find(b"(") + 1 : close]
         if ss[5] == b"1" and st not in "ZTX":  # the common case: one live, running thread
             tasks[mine[lvl]] = Task(mine[lvl:], ppid, pgid, sid, ALIVE, None, (), False, None,
-                                    comm.decode("utf-8", "replace"))
+                                    comm.decode("utf-8", "replace")[:15])
             continue
         nthreads = int(ss[5])
         threads: tuple[tuple[int, ...], ...] = ()
@@ -337,7 +337,8 @@ def _capture_once(pid: int, namespace: bool, proc: str) -> tuple[Tree, dict[int,
         tasks[mine[lvl]] = Task(
             pid=mine[lvl:], ppid=ppid, pgid=pgid, sid=sid, state=state,
             exit_status=int(_stat_fields(raw)[49]) if state == ZOMBIE else None, threads=threads,
-            leader_exited=leader_exited, child_subreaper=None, comm=comm.decode("utf-8", "replace"))
+            leader_exited=leader_exited, child_subreaper=None,
+            comm=comm.decode("utf-8", "replace")[:15])
     external = _external(pid, lvl, namespace, scan, captured, referenced - set(tasks) - {0})
     namespaces = tuple(t.id for t in tasks.values() if t.pid[-1] == 1)
     what = "the pid namespace of process" if namespace else "process"
