@@ -84,11 +84,12 @@ def check_tree(tree: Tree, source: str | None = None) -> None:  # noqa: C901 - o
     seen: dict[tuple[int, int, int], int] = {}
     for t in tasks.values():
         chain = _ns_chain(tree, ns_of, t.id, root.id)
-        for lvl, nr in enumerate(t.pid):
-            key = (chain[lvl], lvl, nr)
-            if key in seen and seen[key] != t.id:
-                _fail(source, t.id, "pid", f"number {nr} at level {lvl} is also task {seen[key]}'s")
-            seen[key] = t.id
+        for nrs in (t.pid, *t.threads):
+            for lvl, nr in enumerate(nrs):
+                key = (chain[lvl], lvl, nr)
+                if key in seen and seen[key] != t.id:
+                    _fail(source, t.id, "pid", f"number {nr} at level {lvl} is also used by task {seen[key]}")
+                seen[key] = t.id
     # states, threads, parents
     for t in tasks.values():
         if t.state == ZOMBIE:

@@ -114,6 +114,8 @@ class Builder:
         self.by_session: dict[int, list[int]] = {}
         self._dead_group_chain: dict[int, tuple[int, ...]] = {}
         self.dead_home = self._dead_session_homes()
+        self.exile = self._exiles()  # live session leader -> the task it must first live below
+        self.exiled: list[tuple[int, int, int]] = []  # (helper, its parent, the leader's parent)
 
     # ------------------------------------------------------------------------------------ helpers
 
@@ -279,7 +281,7 @@ class Builder:
         will_move = born_group != p.pgid or will_setsid
         if will_move:
             for c in kids:
-                if c.id in self.done:
+                if c.id in self.done or c.id in self.exile:
                     continue
                 if c.sid == c.id:
                     if (will_setsid and self._birth_wanted(c) == born_in) or \
@@ -308,13 +310,70 @@ class Builder:
         for w in self.waiting.pop(g, []):
             self.second_half(self.t[w])
 
+    def _exiles(self) -> dict[int, int]:
+        """Session leaders that must first be born below another task P, so that members of their
+        session can be adopted by P, and are released to their real parent (an ancestor of P) when
+        their helper parent exits. Needed when P has a child in a session P never was in, no child
+        of P is in that session, and the live leader of that session hangs above P."""
+        out: dict[int, int] = {}
+        anc_cache: dict[int, set[int]] = {}
+
+        def ancestors(x: int) -> set[int]:
+            if x not in anc_cache:
+                a: set[int] = set()
+                y = self.t[x].ppid
+                while y in self.t.tasks:
+                    a.add(y)
+                    y = self.t[y].ppid
+                anc_cache[x] = a
+            return anc_cache[x]
+
+        for c in self.t:
+            s = c.sid
+            if s == c.id or s not in self.t.tasks or c.ppid not in self.t.tasks:
+                continue
+            par = self.t[c.ppid]
+            lead = self.t[s]
+            if par.sid == s or lead.ppid == par.id:
+                continue
+            if lead.ppid not in ancestors(par.id) or par.id in ancestors(lead.id):
+                continue
+            if self.ns_chain[lead.id] != self.ns_chain[par.id] or self.t.is_ns_init(lead.id):
+                continue
+            if any(self.t[k].sid == s and k != c.id for k in self.children[par.id] if self.t[k].ppid == par.id
+                   and self.t[k].id in out):
+                continue
+            if par.sid == par.id and self._first_foreign(par) == s:
+                continue  # par is born in s itself
+            out.setdefault(lead.id, par.id)
+        return out
+
+    def _release_exiles(self) -> None:
+        for helper, holder, real_parent in self.exiled:
+            rp = self.proc(real_parent)
+            is_init = rp.ns.reaper is rp and rp.unkillable
+            if not is_init:
+                self.emit(S.Subreaper(real_parent, True))
+            self.emit(S.Exit(helper, 0))
+            self.emit(S.Wait(holder, helper))
+            if not is_init:
+                self.emit(S.Subreaper(real_parent, False))
+        self.exiled = []
+
     def second_half(self, p: Task) -> None:
         """p joins its group, then makes the children it can (others wait for agents)."""
         kids = [self.t[x] for x in self.children[p.id]]
         self.enter_group(p)
+        for lead, holder in self.exile.items():
+            if holder == p.id and lead not in self.done:
+                hp = self.pool.take(self.ns_chain[p.id])
+                self.emit(S.Fork(p.id, hp))
+                self.helpers.append(Helper(hp, p.id, "exile", f"session leader {lead} is born below {p.id} so that {p.id} can adopt members of session {lead}, then goes to its parent {self.t[lead].ppid}"))
+                self.exiled.append((hp[0], p.id, self.t[lead].ppid))
+                self.fork(hp[0], self.t[lead])
         now_in = self.session_of(p.id)
         for c in kids:
-            if c.id in self.done:
+            if c.id in self.done or c.id in self.exile:
                 continue
             if self._birth_session(c) in (None, now_in):
                 self.fork(p.id, c)
@@ -485,7 +544,11 @@ class Builder:
         for x in t:
             if x.pgid == 0 or x.pgid in t.external:
                 if self.proc(x.id).pgrp.top != x.pgid:
-                    raise Unreachable(f"task {x.id} must be in the restorer's group but was born outside it", (x.id,))
+                    raise Unreachable(
+                        f"task {x.id} must end in the restorer's group {x.pgid or '(invisible)'}, which no task "
+                        f"can join (setpgid needs a group named in the caller's namespace), but it is in "
+                        f"group {self.proc(x.id).pgrp.top}: it had to leave it to make a group or session "
+                        f"other tasks need, or was born of a task outside it", (x.id,))
                 continue
             if self.proc(x.id).pgrp.top == x.pgid:
                 continue
@@ -609,6 +672,7 @@ class Builder:
                     self.run_queue()
                     continue
                 raise _explain(self, rest[0])
+        self._release_exiles()
         self.groups()
         self.deaths()
         self.finish()
