@@ -37,6 +37,7 @@ def main() -> None:
 # Each command module registers itself on `main` when imported.
 from procforge.cli import (  # noqa: E402,F401
     cmd_capture,
+    cmd_demo,
     cmd_diff,
     cmd_execute,
     cmd_generate,
