@@ -43,6 +43,7 @@ from procforge.cli import (  # noqa: E402,F401
     cmd_generate,
     cmd_import_criu,
     cmd_plan,
+    cmd_prove,
     cmd_restore,
     cmd_show,
     cmd_simulate,
