@@ -118,13 +118,15 @@ def check_tree(tree: Tree, source: str | None = None) -> None:  # noqa: C901 - o
             _fail(source, t.id, "sid", f"{t.sid} is a thread id; sessions are named by a process's pid")
         if t.pgid and t.pgid in group_sid and group_sid[t.pgid][0] != t.sid:
             other = group_sid[t.pgid][1]
-            _fail(source, t.id, "sid", f"group {t.pgid} spans sessions {group_sid[t.pgid][0]} (task {other}) and {t.sid}")
+            _fail(source, t.id, "sid",
+                  f"group {t.pgid} spans sessions {group_sid[t.pgid][0]} (task {other}) and {t.sid}")
         group_sid.setdefault(t.pgid, (t.sid, t.id))
     for t in tasks.values():
         if t.sid and t.sid in tasks:
             lead = tasks[t.sid]
             if lead.sid != t.sid:
-                _fail(source, lead.id, "sid", f"task {lead.id} leads session {t.sid} (task {t.id} is in it) so must be in it")
+                _fail(source, lead.id, "sid",
+                      f"task {lead.id} leads session {t.sid} (task {t.id} is in it) so must be in it")
         if t.sid and t.sid in group_sid and group_sid[t.sid][0] != t.sid:
             # group id == a session id: the group was made by that session's setsid
             g = group_sid[t.sid]
@@ -132,7 +134,8 @@ def check_tree(tree: Tree, source: str | None = None) -> None:  # noqa: C901 - o
         if t.pgid and t.pgid in tasks:
             lead = tasks[t.pgid]
             if lead.sid != t.sid:
-                _fail(source, lead.id, "sid", f"task {lead.id} made group {t.pgid} (task {t.id} is in it) in session {t.sid}, but is in session {lead.sid}")
+                _fail(source, lead.id, "sid", f"task {lead.id} made group {t.pgid} (task {t.id} is in it) "
+                                              f"in session {t.sid}, but is in session {lead.sid}")
     for t in tasks.values():
         if t.id == t.sid and t.pgid != t.id:
             _fail(source, t.id, "pgid", f"a session leader stays in its own group {t.id}, not {t.pgid}")

@@ -405,7 +405,11 @@ def load(path: str) -> list[Step]:
     import sys
 
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
     except OSError as e:
         raise StepSyntaxError(f"{path}: cannot read: {e.strerror}") from None
     return loads(text, path)

@@ -207,7 +207,11 @@ def load(path: str) -> Tree:
     import sys
 
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
     except OSError as e:
         raise TreeError(f"cannot read: {e.strerror}", source=path) from None
     except UnicodeDecodeError:

@@ -368,7 +368,9 @@ class Builder:
             if holder == p.id and lead not in self.done:
                 hp = self.pool.take(self.ns_chain[p.id])
                 self.emit(S.Fork(p.id, hp))
-                self.helpers.append(Helper(hp, p.id, "exile", f"session leader {lead} is born below {p.id} so that {p.id} can adopt members of session {lead}, then goes to its parent {self.t[lead].ppid}"))
+                self.helpers.append(Helper(hp, p.id, "exile", (
+                    f"session leader {lead} is born below {p.id} so that {p.id} can adopt members of "
+                    f"session {lead}, then goes to its parent {self.t[lead].ppid}")))
                 self.exiled.append((hp[0], p.id, self.t[lead].ppid))
                 self.fork(hp[0], self.t[lead])
         now_in = self.session_of(p.id)
@@ -491,7 +493,8 @@ class Builder:
         self.emit(S.Fork(parent, pid))
         self.emit(S.Setsid(s))
         self.session_helper[s] = s
-        self.helpers.append(Helper(pid, parent, "session", f"session {s} has no leader in the tree; task {cid} is born in it as a child of {parent}"))
+        self.helpers.append(Helper(pid, parent, "session", (
+            f"session {s} has no leader in the tree; task {cid} is born in it as a child of {parent}")))
         return s
 
     def _member_below(self, parent: int, sid: int) -> int | None:
@@ -521,7 +524,9 @@ class Builder:
         self.emit(S.Wait(member, hp[0]))
         if not is_init:
             self.emit(S.Subreaper(parent, False))
-        self.helpers.append(Helper(hp, member, "adopt", f"task {c.id} of session {c.sid} is adopted by {parent}: helper {hp[0]} (child of {member}) made it and exited"))
+        self.helpers.append(Helper(hp, member, "adopt", (
+            f"task {c.id} of session {c.sid} is adopted by {parent}: helper {hp[0]} (child of {member}) "
+            "made it and exited")))
         self.queue.append(c.id)
 
     # ------------------------------------------------------------------------------------ groups
@@ -577,10 +582,13 @@ class Builder:
                 # alive while its leader leaves, and dies at the end
                 x = next(iter(pending.values()))
                 if self.proc(x.id).pgrp is not self.proc(x.id).pid:
-                    raise Unreachable(f"group leaders {', '.join(str(p) for p in pending)} each left for another's group", tuple(pending))
+                    names = ", ".join(str(p) for p in pending)
+                    raise Unreachable(f"group leaders {names} each left for another's group", tuple(pending))
                 hp = self.pool.take(self.ns_chain[x.id])
                 self.emit(S.Fork(x.id, hp))
-                self.helpers.append(Helper(hp, x.id, "keeper", f"group {x.id} must outlive its leader's move to group {x.pgid} (leaders {', '.join(str(p) for p in pending)} swap groups)"))
+                names = ", ".join(str(p) for p in pending)
+                self.helpers.append(Helper(hp, x.id, "keeper", (
+                    f"group {x.id} must outlive its leader's move to group {x.pgid} (leaders {names} swap groups)")))
                 self.join(x)
                 del pending[x.id]
 
@@ -590,9 +598,8 @@ class Builder:
         me = self.proc(x.id)
         g = self.k.top_pid(x.pgid)
         caller = x.id
-        if g is None or g.nr_in(me.ns) is None:
-            if me.parent is not None and me.parent.session is me.session:
-                caller = me.parent.top
+        if (g is None or g.nr_in(me.ns) is None) and me.parent is not None and me.parent.session is me.session:
+            caller = me.parent.top
         self.emit(S.Setpgid(caller, x.id, x.pgid))
 
     def _group_creator(self, members: list[Task]) -> int:
@@ -604,7 +611,8 @@ class Builder:
             pr = self.k.procs.get(c)
             if pr is not None and pr.state == "alive":
                 return c
-        raise Unreachable(f"group {members[0].pgid}: no live task of session {sid} to recreate its dead leader", tuple(m.id for m in members))
+        raise Unreachable(f"group {members[0].pgid}: no live task of session {sid} to recreate its dead leader",
+                          tuple(m.id for m in members))
 
     # ------------------------------------------------------------------------------------ deaths
 
@@ -683,7 +691,10 @@ def _explain(b: Builder, cid: int) -> Unreachable:
     c = b.t[cid]
     p = b.t[c.ppid]
     s = c.sid
-    lead = f"leader {s}" if s in b.t.tasks else ("the restorer (external)" if not b._is_tree_session(s) else f"dead leader {s}")
+    if s in b.t.tasks:
+        lead = f"leader {s}"
+    else:
+        lead = "the restorer (external)" if not b._is_tree_session(s) else f"dead leader {s}"
     return Unreachable(
         f"task {cid} is in session {s} but its parent {p.id} is in session {p.sid}: {p.id} was never in "
         f"session {s}, no child of {p.id} is ever in session {s} to fork {cid} with CLONE_PARENT, and no "

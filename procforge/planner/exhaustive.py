@@ -217,10 +217,7 @@ def _is_tree(chosen: tuple[int, ...], parents: tuple[int, ...]) -> bool:
 
 def _sessions_ok(nodes: tuple[int, ...], sids: tuple[int, ...]) -> bool:
     where = dict(zip(nodes, sids, strict=True))
-    for s in sids:
-        if s in where and where[s] != s:
-            return False
-    return True
+    return all(not (s in where and where[s] != s) for s in sids)
 
 
 def _groups_ok(nodes: tuple[int, ...], sids: tuple[int, ...], pgids: tuple[int, ...]) -> bool:
