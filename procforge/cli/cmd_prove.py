@@ -42,6 +42,8 @@ def corpus(trees: int, min_tasks: int, max_tasks: int, seed: int, features: str)
                 failures.append(f"--tasks {n} --seed {seed + i}: {r.failure or r.differences[0]}")
         except planner.Unreachable as u:
             failures.append(f"--tasks {n} --seed {seed + i}: {u.reason}")
+        except Exception as e:  # noqa: BLE001 - a planner crash is a failure to report, not to stop on
+            failures.append(f"--tasks {n} --seed {seed + i}: crash: {type(e).__name__}: {e}")
         if (i + 1) % 10_000 == 0:
             click.echo(f"  {i + 1} trees, {len(failures)} failures, {time.perf_counter() - t0:.0f} s",
                        err=True)

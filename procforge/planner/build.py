@@ -226,6 +226,9 @@ class Builder:
         if (g is None or not g.pgrp) and c.pgid not in self.t.tasks and cp.session.top == c.sid:
             self._dead_group_leader(creator, c.pgid, f"task {c.id} must be born in it")
             g = self.k.top_pid(c.pgid)
+        elif (g is None or not g.pgrp) and c.pgid in self.k.procs:
+            self._make_group_early(c.pgid)
+            g = self.k.top_pid(c.pgid)
         if g is None or not g.pgrp or next(iter(g.pgrp.values())).session is not cp.session:
             return None
         par = cp.parent
@@ -243,6 +246,18 @@ class Builder:
         if prev.pgrp and prev.nr_in(self.proc(by).ns) is not None:
             return S.Setpgid(by, creator, prev.top)
         return None
+
+    def _make_group_early(self, g: int) -> None:
+        """The leader g exists but has not made its group yet: it does so now, unless one of its
+        children must still be born in the group g is in now."""
+        lead = self.proc(g)
+        if lead.session_leader or lead.pgrp is lead.pid or lead.state != "alive":
+            return
+        now = lead.pgrp.top
+        if any(k not in self.done and self._group_wanted(self.t[k]) == now for k in self.children.get(g, ())):
+            return
+        self.emit(S.Setpgid(g, g, 0))
+        self._group_made(g)
 
     def _dead_group_leader(self, creator: int, g: int, why: str) -> None:
         pid = self.pool.take(self.ns_chain[creator], top=g)
