@@ -154,10 +154,24 @@ class Builder:
             lead = self.t.tasks.get(need)
             if lead is not None and lead.ppid == c.id and lead.id != x:
                 continue  # that session's leader is c's child: it forks ct with CLONE_PARENT
+            if lead is not None and lead.id != x and self._below(lead.id, c.id):
+                continue  # that session's leader lives below c: c adopts ct as a subreaper
             if lead is None and self._is_tree_session(need) and self.dead_home.get(need) == c.id:
                 continue  # a dead leader, recreated as c's child, forks ct with CLONE_PARENT
             return need
         return None
+
+    def _below(self, x: int, anc: int) -> bool:
+        """x is a proper descendant of anc in the target tree, in the same namespace."""
+        chain = self.ns_chain[anc]
+        if self.ns_chain[x] != chain:
+            return False
+        y = self.t[x].ppid
+        while y in self.t.tasks:
+            if y == anc:
+                return True
+            y = self.t[y].ppid
+        return False
 
     def _first_foreign(self, c: Task) -> int | None:
         for x in self.children[c.id]:
