@@ -444,7 +444,10 @@ class _Generator:
                 return False
         if "zombies" not in self.f and init.parent.state != ALIVE:
             return False
-        self.emit(S.Exit(init.top, self.status(init)))
+        status = self.status(init)
+        if status & 0x7F:
+            status = 9  # an init dies only by SIGKILL from outside (sig_task_ignored)
+        self.emit(S.Exit(init.top, status))
         self.after_exit(init)
         return True
 

@@ -220,3 +220,13 @@ def test_exhaustive_search_and_planner_agree_on_small_pid_range():
             unreachable += 1
             assert not planner.check(E.to_tree(shape)).reachable, shape
     assert unreachable > 50
+
+
+def test_subtree_root_that_is_no_init_plans_for_restore_into_an_existing_namespace():
+    t = T.from_json({"format": T.FORMAT, "tasks": [
+        {"pid": [500], "ppid": 0, "pgid": 0, "sid": 0, "state": "alive"},
+        {"pid": [501], "ppid": 500, "pgid": 501, "sid": 501, "state": "alive"},
+        {"pid": [502], "ppid": 500, "pgid": 0, "sid": 0, "state": "zombie", "exit_status": 256},
+    ]})
+    p = assert_plans(t)
+    assert p.steps[0] == S.Fork(500, (501,))

@@ -36,7 +36,7 @@ def do_fork(k: Kernel, caller: Process, set_tid: tuple[int, ...] | None, clone_p
             raise KernelRefusal("ENOSPC", "a new namespace would be at level "
                                           f"{k.base_level + ns.level + 1}, past {MAX_PID_NS_LEVEL}")
         ns = PidNamespace(ns)
-    pid = alloc_pid(ns, set_tid)
+    pid = alloc_pid(ns, set_tid, k.base_level)
     nr = pid.nr[0]
     child = Process(pid, ns)
     pid.task = child
@@ -67,6 +67,6 @@ def do_fork(k: Kernel, caller: Process, set_tid: tuple[int, ...] | None, clone_p
 def do_thread(k: Kernel, caller: Process, set_tid: tuple[int, ...] | None) -> None:
     if caller.state == ZOMBIE:
         raise KernelRefusal(None, f"task {caller.top} is a zombie")
-    pid = alloc_pid(caller.ns, set_tid)
+    pid = alloc_pid(caller.ns, set_tid, k.base_level)
     pid.task = caller
     caller.threads.append(pid)

@@ -279,7 +279,8 @@ class Kernel:
 
 def _exit(k: Kernel, s: S.Exit) -> None:
     # a signal can kill a stopped task; an exit code needs the task to run
-    kexit.do_exit(k, k._actor(s.task, running=not s.status & 0x7F), s.status)
+    p = k._actor(s.task, running=not s.status & 0x7F)
+    kexit.do_exit(k, p, ksignals.death_status(p, s.status))
 
 
 _HANDLERS: dict[type, Callable[[Kernel, Any], None]] = {

@@ -10,6 +10,12 @@ Facts this relies on (semantics §0, §1 set_tid):
   (EPERM, which the model grants), then that the number is free (EEXIST); a failure frees the
   numbers taken so far, but a cyclic allocation has already advanced its cursor: the kernel keeps
   that;
+- the size check comes first: more entries than the new task's absolute depth + 1 is EINVAL
+  (`set_tid_size > ns->level + 1`); the levels above the model's top namespace (the host's, when
+  the model is a fresh namespace) are real levels, checked last (the loop runs innermost first):
+  measured on 6.18, `fork 1 pid=6/7` from a level-1 namespace gave EEXIST (host pid 6 taken) and
+  `pid=400000/8` EINVAL (past the host's pid_max); the model does not know the host's pids, so
+  such a step is refused as not decidable (errno None) once the model's own levels pass;
 - a number is in use while any task, zombie or group/session reference holds its struct pid.
 """
 
@@ -40,11 +46,12 @@ def _cyclic(ns: PidNamespace) -> int:
     return nr
 
 
-def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None) -> Pid:
+def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None, above: int = 0) -> Pid:
     """Allocate a struct pid in `ns` and all its ancestors.
 
     `set_tid` lists numbers top level first and may be shorter than the levels: it then names the
-    innermost ones (clone3's set_tid array reversed).
+    innermost ones (clone3's set_tid array reversed). `above` is how many real levels lie above
+    the model's top namespace (Kernel.base_level): set_tid may name them too.
     """
     if set_tid is None and ns.parent is None and ns.adding:
         # the common case, one level and the allocator's choice: same rules, no bookkeeping
@@ -54,9 +61,11 @@ def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None) -> Pid:
         return pid
     levels = ns.level + 1
     given = set_tid or ()
-    if len(given) > levels:
-        raise KernelRefusal("EINVAL", f"set_tid has {len(given)} entries, the namespace has "
-                                      f"{levels} levels")
+    if len(given) > levels + above:
+        raise KernelRefusal("EINVAL", f"set_tid has {len(given)} entries, the new task is at "
+                                      f"depth {levels + above - 1} (at most {levels + above})")
+    host = given[:len(given) - levels] if len(given) > levels else ()
+    given = given[len(host):]
     nrs = [0] * levels
     first_given = levels - len(given)
     taken: list[tuple[PidNamespace, int]] = []
@@ -68,7 +77,7 @@ def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None) -> Pid:
                 if tid < 1 or tid >= level_ns.pid_max:
                     raise KernelRefusal("EINVAL", f"set_tid {tid} is outside "
                                                   f"1..{level_ns.pid_max - 1} at level {i}")
-                if tid != 1 and level_ns.reaper is None:
+                if tid != 1 and level_ns.reaper is None and not level_ns.reaper_outside:
                     raise KernelRefusal("EINVAL", f"set_tid {tid} at level {i}: that namespace has "
                                                   "no init yet, only 1 is allowed")
                 if tid in level_ns.pids:
@@ -81,6 +90,10 @@ def alloc_pid(ns: PidNamespace, set_tid: tuple[int, ...] | None) -> Pid:
             level_ns.pids[nr] = _PLACEHOLDER
             taken.append((level_ns, nr))
             level_ns = level_ns.parent  # type: ignore[assignment]
+        if host:
+            raise KernelRefusal(None, f"set_tid names {len(host)} level(s) above the model's top "
+                                      f"namespace ({'/'.join(map(str, host))}): the kernel decides "
+                                      "there by the host's pids, which the model does not know")
     except KernelRefusal:
         for lns, nr in taken:
             del lns.pids[nr]

@@ -52,7 +52,7 @@ class Pid:
 
 
 class PidNamespace:
-    __slots__ = ("level", "parent", "chain", "pids", "cursor", "pid_max", "reaper", "adding")
+    __slots__ = ("level", "parent", "chain", "pids", "cursor", "pid_max", "reaper", "adding", "reaper_outside")
 
     def __init__(self, parent: PidNamespace | None, pid_max: int = PID_MAX_NS) -> None:
         self.parent = parent
@@ -63,6 +63,7 @@ class PidNamespace:
         self.pid_max = pid_max
         self.reaper: Process | None = None  # child_reaper
         self.adding = True  # PIDNS_ADDING: cleared when the init dies
+        self.reaper_outside = False  # the namespace's init exists but is not modelled (restore into it)
 
     def is_within(self, other: PidNamespace) -> bool:
         """This namespace is `other` or nested inside it."""

@@ -70,6 +70,7 @@ def start_state(tree: Tree, base_level: int = 1) -> Kernel:
     else:
         from procforge.kernel.state import Process as _P
 
+        k.top_ns.reaper_outside = True  # the existing namespace has its init, outside the plan
         pid = Pid(root.pid, k.top_ns)
         k.top_ns.pids[root.id] = pid
         k.top_ns.cursor = root.id + 1
