@@ -75,7 +75,8 @@ class Tree:
     namespaces: tuple[int, ...] = ()
     external: frozenset[int] = frozenset()
     source: str = ""
-    _children: dict[int, list[int]] | None = field(default=None, compare=False, repr=False)
+    _children: dict[int, list[int]] | None = field(default=None, init=False, compare=False, repr=False)
+    _inits: frozenset[int] | None = field(default=None, init=False, compare=False, repr=False)
 
     def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks.values())
@@ -105,7 +106,11 @@ class Tree:
         return self._children
 
     def is_ns_init(self, pid: int) -> bool:
-        return pid in self.namespaces
+        inits = self._inits
+        if inits is None:
+            inits = frozenset(self.namespaces)
+            object.__setattr__(self, "_inits", inits)
+        return pid in inits
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": FORMAT}
@@ -125,7 +130,7 @@ class Tree:
         return body + ',\n "tasks": [\n  ' + ",\n  ".join(lines) + "\n ]\n}\n"
 
     def replace_tasks(self, tasks: Iterable[Task]) -> Tree:
-        return replace(self, tasks={t.id: t for t in tasks}, _children=None)
+        return replace(self, tasks={t.id: t for t in tasks})
 
 
 @cache

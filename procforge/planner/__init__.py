@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from procforge import steps as S
+from procforge.gcpause import paused
 from procforge.kernel.state import Failure
 from procforge.planner.build import BuildResult, Helper, Unreachable, build, start_state
 from procforge.planner.verify import differences
@@ -47,7 +48,8 @@ class Verdict:
 
 def plan(tree: Tree, *, base_level: int = 1, avoid: frozenset[int] = frozenset()) -> Plan:
     """A plan for `tree`, or Unreachable with the reason."""
-    res: BuildResult = build(tree, base_level, avoid)
+    with paused():
+        res: BuildResult = build(tree, base_level, avoid)
     assert res.kernel is not None
     diff = differences(tree, res.kernel.snapshot())
     if diff:
@@ -75,8 +77,9 @@ class VerifyResult:
 
 
 def verify(tree: Tree, steps: Sequence[S.Step], base_level: int = 1) -> VerifyResult:
-    k = start_state(tree, base_level)
-    r = k.run(steps)
+    with paused():
+        k = start_state(tree, base_level)
+        r = k.run(steps)
     if r is not None:
         return VerifyResult(r[0], r[1], [])
     return VerifyResult(None, None, differences(tree, k.snapshot()))
