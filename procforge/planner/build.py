@@ -685,6 +685,27 @@ class Builder:
         if root.comm:
             self.emit(S.Comm(root.id, root.comm))
         self.run_queue()
+        self._settle()
+        missing = [x for x in self.t.tasks if x not in self.done]
+        if missing:
+            # leaders meant to be born below another task that never got to make them: their own
+            # parent makes them after all
+            for x in missing:
+                if x in self.exile:
+                    del self.exile[x]
+                    self.deferred.append(x)
+            self._settle()
+            missing = [x for x in self.t.tasks if x not in self.done]
+            if missing:
+                raise _explain(self, missing[0])
+        self._release_exiles()
+        self.groups()
+        self.deaths()
+        self.finish()
+        return BuildResult(self.steps, self.helpers, self.k)
+
+    def _settle(self) -> None:
+        """Resolve deferred tasks (and groups waited for) until nothing is left or nothing moves."""
         while self.deferred or self.waiting:
             if not self.deferred:
                 # groups that were never made before their members' children needed them
@@ -710,11 +731,6 @@ class Builder:
                     self.run_queue()
                     continue
                 raise _explain(self, rest[0])
-        self._release_exiles()
-        self.groups()
-        self.deaths()
-        self.finish()
-        return BuildResult(self.steps, self.helpers, self.k)
 
 
 def _explain(b: Builder, cid: int) -> Unreachable:
