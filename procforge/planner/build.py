@@ -213,18 +213,53 @@ class Builder:
 
     # --------------------------------------------------------------------------------- creation
 
-    def fork(self, creator: int, c: Task, clone_parent: bool = False) -> None:
+    def fork(self, creator: int, c: Task, clone_parent: bool = False) -> bool:
+        """Make c now; False (nothing emitted) when c must be born in a group that nobody has made
+        yet, because its leader is not made yet: c then waits among the deferred tasks."""
         newns = self.t.is_ns_init(c.id)
         back = None
         cp = self.proc(creator)
         if c.sid != c.id and cp.pgrp.top != c.pgid and c.pgid != 0 and c.pgid not in self.t.external \
                 and self._must_inherit(c):
+            g = self.k.top_pid(c.pgid)
+            if (g is None or not g.pgrp) and c.pgid in self.t.tasks and c.pgid not in self.done:
+                return False
             back = self._lend_group(creator, c)
+            if self.proc(creator).pgrp.top != c.pgid and self._fork_via_group_helper(creator, c, clone_parent):
+                return True
         self.emit(S.Fork(creator, c.pid, clone_parent, newns))
         if back is not None:
             self.emit(back)
         self.done.add(c.id)
         self.queue.append(c.id)
+        return True
+
+    def _fork_via_group_helper(self, creator: int, c: Task, clone_parent: bool) -> bool:
+        """The creator cannot enter c's group (it leads a session, say): a helper child of c's
+        parent, made by the creator, enters the group and forks c with CLONE_PARENT, then exits."""
+        cp = self.proc(creator)
+        g = self.k.top_pid(c.pgid)
+        if g is None or not g.pgrp or next(iter(g.pgrp.values())).session is not cp.session:
+            return False
+        if g.nr_in(cp.ns) is None:
+            return False
+        parent = cp.parent.top if clone_parent and cp.parent is not None else creator
+        hp = self.pool.take(self.ns_chain[creator])
+        self.emit(S.Fork(creator, hp, clone_parent))
+        self.emit(S.Setpgid(hp[0], hp[0], c.pgid))
+        self.emit(S.Fork(hp[0], c.pid, True, self.t.is_ns_init(c.id)))
+        self.emit(S.Exit(hp[0], 0))
+        self.emit(S.Wait(parent, hp[0]))
+        self.helpers.append(Helper(hp, parent, "adopt", (
+            f"task {c.id} must be born in group {c.pgid}, which its namespace cannot name and its "
+            f"creator {creator} cannot enter: helper {hp[0]} enters it and forks {c.id}")))
+        self.done.add(c.id)
+        self.queue.append(c.id)
+        return True
+
+    def fork_or_defer(self, creator: int, c: Task) -> None:
+        if not self.fork(creator, c):
+            self.deferred.append(c.id)
 
     def _visible(self, pgid: int, p: Process) -> bool:
         if pgid == 0 or pgid in self.t.external:
@@ -316,9 +351,9 @@ class Builder:
                 if c.sid == c.id:
                     if (will_setsid and self._birth_wanted(c) == born_in) or \
                             self._group_wanted(c) == born_group:
-                        self.fork(p.id, c)
+                        self.fork_or_defer(p.id, c)
                 elif c.sid == born_in and (will_setsid or self._group_wanted(c) == born_group):
-                    self.fork(p.id, c)
+                    self.fork_or_defer(p.id, c)
         if will_setsid:
             self.emit(S.Setsid(p.id))
             self._group_made(p.id)
@@ -408,7 +443,7 @@ class Builder:
             if c.id in self.done or c.id in self.exile:
                 continue
             if self._birth_session(c) in (None, now_in):
-                self.fork(p.id, c)
+                self.fork_or_defer(p.id, c)
             else:
                 self.deferred.append(c.id)
 
@@ -468,14 +503,14 @@ class Builder:
         c = self.t[cid]
         p = c.ppid
         s = self._birth_session(c)
-        assert s is not None
+        if s is None or s == self.session_of(p):
+            return self.fork(p, c)  # it waited for its group
         agent = self._agent(p, s, c.pgid if c.sid != c.id else None)
         if agent is None and self._is_tree_session(s) and s not in self.t.tasks and s not in self.session_helper \
                 and self.dead_home.get(s, p) == p:
             agent = self._dead_session_leader(s, p, cid)
         if agent is not None:
-            self.fork(agent, c, clone_parent=True)
-            return True
+            return self.fork(agent, c, clone_parent=True)
         m = self._member_below(p, s)
         if m is not None:
             self._adopt(m, p, c)
