@@ -290,12 +290,17 @@ class Builder:
         else:
             return None
         prev = cp.pgrp
-        self.emit(S.Setpgid(by, creator, c.pgid))
         if prev is cp.pid:
-            return S.Setpgid(by, creator, 0)
-        if prev.pgrp and prev.nr_in(self.proc(by).ns) is not None:
-            return S.Setpgid(by, creator, prev.top)
-        return None
+            back: S.Step | None = S.Setpgid(by, creator, 0)
+        elif len(prev.pgrp or ()) > 1 and prev.nr_in(self.proc(by).ns) is not None:
+            back = S.Setpgid(by, creator, prev.top)
+        else:
+            back = None
+        mine = self.t.tasks.get(creator)
+        if back is None and mine is not None and mine.pgid == prev.top:
+            return None  # it could never come back to the group it must end in: a helper does it
+        self.emit(S.Setpgid(by, creator, c.pgid))
+        return back
 
     def _make_group_early(self, g: int) -> None:
         """The leader g exists but has not made its group yet: it does so now, unless one of its
