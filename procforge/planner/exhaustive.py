@@ -111,6 +111,23 @@ def moves(k: Kernel, max_pid: int, max_procs: int) -> Iterator[list[S.Step]]:
                 yield [S.Wait(p.top, c.top)]
 
 
+def canonical_state(state: State) -> State:
+    """The least relabeling of a state's numbers other than 0 and 1: states that differ only by pid
+    names have the same futures up to that renaming, so the search keeps one of them."""
+    nums = sorted({x for r in state for x in r[:4]} - {0, 1})
+    if len(nums) <= 1:
+        return state
+    best: State | None = None
+    for perm in itertools.permutations(range(2, 2 + len(nums))):
+        m = dict(zip(nums, perm, strict=True))
+        m[0], m[1] = 0, 1
+        cand = tuple(sorted((m[a], m[b], m[c], m[d], z) for a, b, c, d, z in state))
+        if best is None or cand < best:
+            best = cand
+    assert best is not None
+    return best
+
+
 def reachable_states(max_pid: int = 7, max_procs: int = 6) -> set[State]:
     start = encode(Kernel.fresh())
     seen = {start}
@@ -122,7 +139,7 @@ def reachable_states(max_pid: int = 7, max_procs: int = 6) -> set[State]:
             for mv in moves(k0, max_pid, max_procs):
                 k = decode(st)
                 if all(k.apply(m) is None for m in mv):
-                    e = encode(k)
+                    e = canonical_state(encode(k))
                     if e not in seen:
                         seen.add(e)
                         nxt.append(e)
