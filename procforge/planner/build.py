@@ -296,9 +296,8 @@ class Builder:
             back = S.Setpgid(by, creator, prev.top)
         else:
             back = None
-        mine = self.t.tasks.get(creator)
-        if back is None and mine is not None and mine.pgid == prev.top:
-            return None  # it could never come back to the group it must end in: a helper does it
+        if back is None:
+            return None  # it could never come back to the group it is in: a helper does it
         self.emit(S.Setpgid(by, creator, c.pgid))
         return back
 
