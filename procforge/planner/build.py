@@ -470,10 +470,10 @@ class Builder:
             for x in self.children[c.id]:
                 d = self.t[x]
                 born = self._birth_session(d)
-                if born is None or born == c.id or (not leader and d.pgid == c.pgid):
-                    continue  # born after c's setsid, or simply inherits c's final group
+                if born is None or born == c.id:
+                    continue  # born after c's setsid
                 w = self._group_wanted(d)
-                if w is not None:
+                if w is not None and (leader or w != c.pgid):
                     want = w
                     break
         memo[c.id] = want
