@@ -147,6 +147,7 @@ class Builder:
         return w
 
     def _birth_wanted_uncached(self, c: Task) -> int | None:
+        dead: int | None = None
         for x in self.children[c.id]:
             ct = self.t[x]
             need = self._birth_wanted(ct) if ct.sid == x else ct.sid
@@ -159,8 +160,12 @@ class Builder:
                 continue  # that session's leader lives below c: c adopts ct as a subreaper
             if lead is None and self._is_tree_session(need) and self.dead_home.get(need) == c.id:
                 continue  # a dead leader, recreated as c's child, forks ct with CLONE_PARENT
+            if lead is None and self._is_tree_session(need):
+                # a dead leader can be recreated below c: born elsewhere if another need insists
+                dead = dead if dead is not None else need
+                continue
             return need
-        return None
+        return dead
 
     def _below(self, x: int, anc: int) -> bool:
         """x is a proper descendant of anc in the target tree, in the same namespace."""
