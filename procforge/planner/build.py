@@ -224,14 +224,17 @@ class Builder:
         newns = self.t.is_ns_init(c.id)
         back = None
         cp = self.proc(creator)
-        if c.sid != c.id and cp.pgrp.top != c.pgid and c.pgid != 0 and c.pgid not in self.t.external \
-                and self._must_inherit(c):
-            g = self.k.top_pid(c.pgid)
-            if (g is None or not g.pgrp) and c.pgid in self.t.tasks and c.pgid not in self.done:
-                return False
-            back = self._lend_group(creator, c)
-            if self.proc(creator).pgrp.top != c.pgid and self._fork_via_group_helper(creator, c, clone_parent):
-                return True
+        need = self._birth_group(c)
+        if need is not None and cp.pgrp.top != need:
+            g = self.k.top_pid(need)
+            if (g is None or not g.pgrp) and need in self.t.tasks and need not in self.done:
+                if c.sid != c.id:
+                    return False
+            else:
+                back = self._lend_group(creator, c, need)
+                if self.proc(creator).pgrp.top != need and \
+                        self._fork_via_group_helper(creator, c, clone_parent, need):
+                    return True
         self.emit(S.Fork(creator, c.pid, clone_parent, newns))
         if back is not None:
             self.emit(back)
@@ -239,11 +242,21 @@ class Builder:
         self.queue.append(c.id)
         return True
 
-    def _fork_via_group_helper(self, creator: int, c: Task, clone_parent: bool) -> bool:
+    def _birth_group(self, c: Task) -> int | None:
+        """The group c must be born in (None: any): its own when it can never join it, or, for a
+        session leader, the one its birth-session children must inherit from it."""
+        if c.sid != c.id:
+            if c.pgid == 0 or c.pgid in self.t.external or not self._must_inherit(c):
+                return None
+            return c.pgid
+        w = self._group_wanted(c)
+        return None if w is None or w == 0 or w in self.t.external else w
+
+    def _fork_via_group_helper(self, creator: int, c: Task, clone_parent: bool, need: int) -> bool:
         """The creator cannot enter c's group (it leads a session, say): a helper child of c's
         parent, made by the creator, enters the group and forks c with CLONE_PARENT, then exits."""
         cp = self.proc(creator)
-        g = self.k.top_pid(c.pgid)
+        g = self.k.top_pid(need)
         if g is None or not g.pgrp or next(iter(g.pgrp.values())).session is not cp.session:
             return False
         if g.nr_in(cp.ns) is None:
@@ -251,12 +264,12 @@ class Builder:
         parent = cp.parent.top if clone_parent and cp.parent is not None else creator
         hp = self.pool.take(self.ns_chain[creator])
         self.emit(S.Fork(creator, hp, clone_parent))
-        self.emit(S.Setpgid(hp[0], hp[0], c.pgid))
+        self.emit(S.Setpgid(hp[0], hp[0], need))
         self.emit(S.Fork(hp[0], c.pid, True, self.t.is_ns_init(c.id)))
         self.emit(S.Exit(hp[0], 0))
         self.emit(S.Wait(parent, hp[0]))
         self.helpers.append(Helper(hp, parent, "adopt", (
-            f"task {c.id} must be born in group {c.pgid}, which its namespace cannot name and its "
+            f"task {c.id} must be born in group {need}, which its namespace cannot name and its "
             f"creator {creator} cannot enter: helper {hp[0]} enters it and forks {c.id}")))
         self.done.add(c.id)
         self.queue.append(c.id)
@@ -272,18 +285,18 @@ class Builder:
         g = self.k.top_pid(pgid)
         return g is None or g.nr_in(p.ns) is not None
 
-    def _lend_group(self, creator: int, c: Task) -> S.Step | None:
+    def _lend_group(self, creator: int, c: Task, need: int) -> S.Step | None:
         """c must be born in a group it can never join (its namespace cannot name it): the creator
         joins that group for the fork (by itself, or by its parent when the creator is a namespace
         init), making a dead leader's group first if needed, and goes back when it can."""
         cp = self.proc(creator)
-        g = self.k.top_pid(c.pgid)
-        if (g is None or not g.pgrp) and c.pgid not in self.t.tasks and cp.session.top == c.sid:
-            self._dead_group_leader(creator, c.pgid, f"task {c.id} must be born in it")
-            g = self.k.top_pid(c.pgid)
-        elif (g is None or not g.pgrp) and c.pgid in self.k.procs:
-            self._make_group_early(c.pgid)
-            g = self.k.top_pid(c.pgid)
+        g = self.k.top_pid(need)
+        if (g is None or not g.pgrp) and need not in self.t.tasks and cp.session.top == c.sid:
+            self._dead_group_leader(creator, need, f"task {c.id} must be born in it")
+            g = self.k.top_pid(need)
+        elif (g is None or not g.pgrp) and need in self.k.procs:
+            self._make_group_early(need)
+            g = self.k.top_pid(need)
         if g is None or not g.pgrp or next(iter(g.pgrp.values())).session is not cp.session:
             return None
         par = cp.parent
@@ -303,7 +316,7 @@ class Builder:
             back = None
         if back is None:
             return None  # it could never come back to the group it is in: a helper does it
-        self.emit(S.Setpgid(by, creator, c.pgid))
+        self.emit(S.Setpgid(by, creator, need))
         return back
 
     def _make_group_early(self, g: int) -> None:
