@@ -314,10 +314,19 @@ class Builder:
             back = S.Setpgid(by, creator, prev.top)
         else:
             back = None
-        if back is None:
-            return None  # it could never come back to the group it is in: a helper does it
+        if back is None and not self._done_with_group(creator, prev.top):
+            return None  # it could never come back to the group it still needs: a helper does it
         self.emit(S.Setpgid(by, creator, need))
         return back
+
+    def _done_with_group(self, creator: int, g: int) -> bool:
+        """The creator (a tree task) need not stay in group g: g is not its final group and no child
+        still to be made must be born in g."""
+        me = self.t.tasks.get(creator)
+        if me is None or me.pgid == g:
+            return False
+        return not any(k not in self.done and self._birth_group(self.t[k]) == g
+                       for k in self.children[creator])
 
     def _make_group_early(self, g: int) -> None:
         """The leader g exists but has not made its group yet: it does so now, unless one of its
@@ -367,6 +376,8 @@ class Builder:
         will_setsid = p.sid == p.id and born_in != p.id
         will_move = born_group != p.pgid or will_setsid
         if will_move:
+            # those that must be born in p's present group first: p may have to leave it for others
+            kids.sort(key=lambda c: self._birth_group(c) not in (None, born_group))
             for c in kids:
                 if c.id in self.done or c.id in self.exile:
                     continue
