@@ -515,6 +515,8 @@ class Builder:
         lead = self.t.tasks.get(c.pgid)
         if lead is not None:
             gchain = self.ns_chain[lead.id]
+        elif c.pgid in self.dead_home:  # a dead session leader, recreated below its home
+            gchain = self.ns_chain[self.dead_home[c.pgid]]
         else:  # a dead leader is recreated in the shallowest namespace of its members
             gchain = self._dead_group_chain.get(c.pgid) or self._dead_group_chain.setdefault(
                 c.pgid, min((self.ns_chain[m] for m in self.group_members[c.pgid]), key=len))
