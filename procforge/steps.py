@@ -402,14 +402,12 @@ def loads(text: str, source: str = "steps") -> list[Step]:
 
 
 def load(path: str) -> list[Step]:
-    import sys
+    from procforge.textio import read_text
 
     try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+        text = read_text(path)
+    except UnicodeDecodeError:
+        raise StepSyntaxError(f"{path}: not a text file") from None
     except OSError as e:
         raise StepSyntaxError(f"{path}: cannot read: {e.strerror}") from None
     return loads(text, path)

@@ -209,14 +209,10 @@ def loads(text: str, source: str | None = None) -> Tree:
 
 def load(path: str) -> Tree:
     """Read and validate a tree file ('-' for standard input)."""
-    import sys
+    from procforge.textio import read_text
 
     try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+        text = read_text(path)
     except OSError as e:
         raise TreeError(f"cannot read: {e.strerror}", source=path) from None
     except UnicodeDecodeError:

@@ -151,18 +151,8 @@ Shape = tuple[tuple[int, int, int, int, bool], ...]
 
 
 def canonical(shape: Shape) -> Shape:
-    """The least relabeling of a shape's numbers other than 0 and 1 onto 2, 3, ...: two trees that
-    differ only by pid names are the same case for reachability."""
-    nums = sorted({x for row in shape for x in (row[0], row[1], row[2], row[3])} - {0, 1})
-    best: Shape | None = None
-    for perm in itertools.permutations(range(2, 2 + len(nums))):
-        m = dict(zip(nums, perm, strict=True))
-        m[0], m[1] = 0, 1
-        cand = tuple(sorted((m[a], m[b], m[c], m[d], z) for a, b, c, d, z in shape))
-        if best is None or cand < best:
-            best = cand
-    assert best is not None
-    return best
+    """Trees are compared up to a renaming of pids too (a shape and a state have the same rows)."""
+    return canonical_state(shape)
 
 
 def reachable_shapes(tree_pids: int = 5, max_tasks: int = 4, extra_pids: int = 2) -> set[Shape]:
