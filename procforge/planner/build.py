@@ -235,6 +235,9 @@ class Builder:
                 if self.proc(creator).pgrp.top != need and \
                         self._fork_via_group_helper(creator, c, clone_parent, need):
                     return True
+                g = self.k.top_pid(need)
+                if (g is None or not g.pgrp) and need in self.t.tasks and c.sid != c.id and need == c.pgid:
+                    return False  # its leader makes that group later: wait for it
         self.emit(S.Fork(creator, c.pid, clone_parent, newns))
         if back is not None:
             self.emit(back)
