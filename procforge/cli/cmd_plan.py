@@ -41,8 +41,11 @@ def plan(tree_file: str, output: str | None, fmt: str, stats: bool) -> None:
         st["critical_path"] = critical_path(p.steps)
         lines = [f"tasks {st['tasks']}, steps {st['steps']}, helpers {st['helpers']} "
                  f"(lower bound {st['helper_lower_bound']}), critical path {st['critical_path']} steps"]
-        lines += [f"  bound: {r}" for r in st["bound_reasons"]]  # type: ignore[union-attr]
-        lines += [f"  above bound: {r}" for r in st["above_bound_because"]]  # type: ignore[union-attr]
+        for label, key in (("bound", "bound_reasons"), ("above bound", "above_bound_because")):
+            reasons: list[str] = st[key]  # type: ignore[assignment]
+            lines += [f"  {label}: {r}" for r in reasons[:10]]
+            if len(reasons) > 10:
+                lines.append(f"  {label}: ... and {len(reasons) - 10} more")
         click.echo("\n".join(lines), err=True)
 
 

@@ -551,8 +551,9 @@ class Builder:
             return self.fork(agent, c, clone_parent=True)
         m = self._member_below(p, s)
         if m is not None:
-            self._adopt(m, p, c)
-            return True
+            batch = [c] + [self.t[d] for d in self.deferred if d != cid and d not in self.done
+                           and self.t[d].ppid == p and self._birth_session(self.t[d]) == s]
+            return self._adopt(m, p, batch)
         return False
 
     def _note(self, step: S.Step) -> None:
@@ -614,23 +615,25 @@ class Builder:
                 return x
         return None
 
-    def _adopt(self, member: int, parent: int, c: Task) -> None:
+    def _adopt(self, member: int, parent: int, batch: list[Task]) -> bool:
+        """One helper below `parent` makes every task of the batch, then exits: the kernel hands
+        them all to `parent`, a subreaper for that moment (or the namespace init)."""
         pp = self.proc(parent)
         is_init = pp.ns.reaper is pp and pp.unkillable
         hp = self.pool.take(self.ns_chain[member])
         if not is_init:
             self.emit(S.Subreaper(parent, True))
         self.emit(S.Fork(member, hp))
-        self.emit(S.Fork(hp[0], c.pid, False, self.t.is_ns_init(c.id)))
-        self.done.add(c.id)
+        made = [c.id for c in batch if self.fork(hp[0], c)]
         self.emit(S.Exit(hp[0], 0))
         self.emit(S.Wait(member, hp[0]))
         if not is_init:
             self.emit(S.Subreaper(parent, False))
+        names = ", ".join(str(x) for x in made[:5]) + (" ..." if len(made) > 5 else "")
         self.helpers.append(Helper(hp, member, "adopt", (
-            f"task {c.id} of session {c.sid} is adopted by {parent}: helper {hp[0]} (child of {member}) "
-            "made it and exited")))
-        self.queue.append(c.id)
+            f"{len(made)} task(s) of session {batch[0].sid if batch[0].sid != batch[0].id else 'birth'} "
+            f"({names}) adopted by {parent}: helper {hp[0]} (child of {member}) made them and exited")))
+        return bool(made)
 
     # ------------------------------------------------------------------------------------ groups
 
