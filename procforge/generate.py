@@ -361,6 +361,10 @@ class _Generator:
                 return False
             if next(iter(g.pgrp.values())).session is not caller.session:
                 return False
+            if t.unkillable and g.ns.is_within(t.ns):
+                # an init in a group named after a pid of its own namespace can never die: its
+                # zap_pid_ns_processes waits for that pid, which it holds itself (docs/fuzz.md)
+                return False
         self.emit(S.Setpgid(caller.top, t.top, g.nr[0]))
         return True
 
@@ -439,6 +443,8 @@ class _Generator:
             return False
         if len(ns.pids) > 64 or init.parent is None:
             return False
+        if init.pgrp is not init.pid and init.pgrp.ns.is_within(ns):
+            return False  # the init holds a pid of its namespace as its group: zap never ends
         for pid in ns.pids.values():  # zap_pid_ns_processes must be able to finish
             if pid.pgrp and any(not m.ns.is_within(ns) for m in pid.pgrp.values()):
                 return False

@@ -40,6 +40,7 @@ from procforge.cli import (  # noqa: E402,F401
     cmd_demo,
     cmd_diff,
     cmd_execute,
+    cmd_fuzz,
     cmd_generate,
     cmd_import_criu,
     cmd_plan,

@@ -963,7 +963,13 @@ static int is_stopped_now(struct proc *p)
 
 static void after_exit(struct proc *p, int *kids, int nk)
 {
+    int had_threads = p->threads >= 0;
     wait_pidfd(p->pidfd, "exiting task", p->nr[0]);
+    /* The pidfd wakes us from release_task of the last thread, which frees that thread's pid only
+     * after it drops the tasklist lock (free_pids): on our one CPU we may run first, and a fork
+     * then finds the tid still taken (seen by procforge fuzz). A nap lets the thread finish. */
+    if (had_threads)
+        nap(300);
     settle_released(p->host);
     for (int j = 0; j < nk; j++)
         settle_released(kids[j]);
