@@ -115,8 +115,6 @@ def canonical_state(state: State) -> State:
     """The least relabeling of a state's numbers other than 0 and 1: states that differ only by pid
     names have the same futures up to that renaming, so the search keeps one of them."""
     nums = sorted({x for r in state for x in r[:4]} - {0, 1})
-    if len(nums) <= 1:
-        return state
     best: State | None = None
     for perm in itertools.permutations(range(2, 2 + len(nums))):
         m = dict(zip(nums, perm, strict=True))
