@@ -125,3 +125,29 @@ exit 7 signal=9
                              None, None]
     assert answers("fork 1 pid=4\nsetpgid 4 4 0\nsetpgid 1 1 4\nexit 1 code=0") == [
         None, None, None, "not executable"]
+
+
+# (found by the fuzz, seed 108865) the restorer's group has members outside the model (the
+# restorer, whose parent is in another group of the session): it never becomes orphaned, so a
+# stopped task in it survives the exit of the model's last link.
+ENV_GROUP = """
+fork 1 pid=2
+fork 2 pid=3
+setpgid 2 2 2
+fork 1 pid=11
+stop 11
+exit 2 code=0
+"""
+
+
+def test_the_restorers_group_is_never_orphaned() -> None:
+    k = Kernel.fresh()
+    assert k.run(S.parse_text(ENV_GROUP)) is None
+    assert k.procs[11].state == "stopped" and k.procs[3].parent is k.procs[1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads zombies' exit codes: run as root")
+def test_the_kernel_keeps_the_restorers_group() -> None:
+    from procforge.fuzz import judge
+
+    assert judge(S.parse_text(ENV_GROUP))[0] is None

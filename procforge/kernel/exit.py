@@ -15,7 +15,9 @@ Facts this relies on (semantics §1 CLONE_NEWPID, §4, §5):
   global init does not count as such a parent) while it has stopped members is hit
   (`kill_orphaned_pgrp`); measured on 6.18 (tests/test_model_kernel.py, the reference §4 says
   otherwise): only the *stopped* members die of SIGHUP; running members get only SIGCONT and live
-  on; a stopped namespace init ignores the SIGHUP and is continued;
+  on; a stopped namespace init ignores the SIGHUP and is continued; a group with members outside
+  the model (the restorer's own, external ones) is taken as never orphaned: the restorer's parent
+  keeps it linked, as a shell keeps its jobs;
 - when the last thread of a namespace init exits, the namespace dies: no new pids, every task in it
   (and in the namespaces below) is killed with SIGKILL and reaped, and the init becomes a zombie
   only after that (`zap_pid_ns_processes`); if another thread of the init lives, it becomes the
@@ -192,6 +194,11 @@ def _kill_orphaned_pgrp(k: Kernel, tsk: Process, father: Process | None,
         ignored = None
         ppgrp, psession = father.pgrp, father.session
     members = pgrp.pgrp or {}
+    if pgrp.external:
+        # the environment's group (the restorer's, or an external one of a captured tree) has
+        # members outside the model: the restorer itself, whose parent (a shell) sits in another
+        # group of the session. Found by procforge fuzz: the kernel left such stopped tasks alone.
+        return
     if (ppgrp is not pgrp and psession is tsk.session
             and pgrp.stopped > 0  # has_stopped_jobs
             and _will_become_orphaned(k, members, ignored)):
