@@ -28,6 +28,7 @@ from pathlib import Path
 
 from procforge import steps as S
 from procforge.diff import diff
+from procforge.errors import ProcforgeError
 from procforge.generate import FEATURES, generate
 from procforge.kernel.machine import Kernel
 from procforge.kernel.state import ZOMBIE, Failure, Process
@@ -90,6 +91,7 @@ class Stats:
     prefix_runs: int = 0
     disagreements: list[Disagreement] = field(default_factory=list)
     timing: list[Disagreement] = field(default_factory=list)  # late_thread or not reproducible
+    engine_errors: list[tuple[str, str, tuple[S.Step, ...]]] = field(default_factory=list)
     seconds: float = 0.0
 
     def add(self, other: Stats) -> None:
@@ -497,7 +499,12 @@ def campaign(*, seconds: float | None = None, histories: int | None = None, seed
         steps, origin, mutated = history(seed + h, max_tasks, feats, mutate_ratio)
         h += 1
         j = _Judge(steps, origin)
-        d, refused = j.judge(cuts, random.Random(seed + h))
+        try:
+            d, refused = j.judge(cuts, random.Random(seed + h))
+        except ProcforgeError as e:  # the engine gave up (a step made no progress): report it
+            stats.histories += 1
+            stats.engine_errors.append((origin, str(e), tuple(steps)))
+            continue
         stats.histories += 1
         stats.mutated += mutated
         stats.steps += len(steps)

@@ -57,5 +57,16 @@ def fuzz_cmd(kernel: bool, seconds: float, seed: int, tasks: int, features: str,
                f"({st.failing_steps} refused by the kernel), {st.prefix_runs} prefix runs, "
                f"{st.seconds:.0f} s: {len(st.disagreements)} disagreement(s), "
                f"{len(st.timing)} timing artefact(s) of the executor")
-    if st.disagreements:
+    for n, (origin, err, steps) in enumerate(st.engine_errors, 1):
+        click.echo(f"ENGINE ERROR: {origin}: {err}")
+        if save:
+            import pathlib
+
+            out = pathlib.Path(save) / f"engine-error-{n:04d}.steps"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(f"# {origin}: {err}\n"
+                           + "".join(fuzz.S.format_step(s) + "\n" for s in steps))
+    if st.engine_errors:
+        click.echo(f"{len(st.engine_errors)} engine error(s)")
+    if st.disagreements or st.engine_errors:
         sys.exit(EXIT_FAIL)
