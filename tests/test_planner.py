@@ -188,20 +188,31 @@ def test_check_and_plan_commands(tmp_path):
 
 # ------------------------------------------------------------------------- completeness, three ways
 
-def test_random_corpus_every_plan_verifies():
-    """Part of the 100,000-tree corpus (`procforge corpus` runs all of it)."""
+def test_random_corpus_every_plan_verifies_and_never_traps_an_init():
+    """Part of the 100,000-tree corpus (`procforge corpus` runs all of it). No step may put a namespace
+    init in a group named after a pid of its own namespace: such an init can never die, and a
+    restore that fails or is removed at that moment would leave it stuck in the kernel for good."""
+    from procforge.fuzz import traps_an_init
+
     failures = []
     for seed in range(300):
         n = 2 + seed % 59
         tree, _ = generate(n, seed, set(FEATURES))
         try:
-            assert_plans(tree)
+            p = assert_plans(tree)
         except (planner.Unreachable, AssertionError) as e:
             failures.append((n, seed, str(e)[:100]))
+            continue
+        k = planner.start_state(tree)
+        for step in p.steps:
+            assert not traps_an_init(k, step), (seed, S.format_step(step))
+            k.apply(step)
     assert failures == []
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: the same 60 examples every run (the random corpus above and `procforge corpus` cover
+# breadth; a planner gap found at random would make CI flaky rather than informative)
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 40), seed=st.integers(0, 10**6))
 def test_generated_trees_plan_and_verify(n, seed):
     tree, _ = generate(n, seed, set(FEATURES))
@@ -230,3 +241,17 @@ def test_subtree_root_that_is_no_init_plans_for_restore_into_an_existing_namespa
     ]})
     p = assert_plans(t)
     assert p.steps[0] == S.Fork(500, (501,))
+
+
+def test_restore_refuses_a_tree_that_traps_its_init_before_creating_anything():
+    # init 1 in group 2 (a pid of its own namespace): reachable, but the kernel could never remove it
+    from procforge.engine.restore import restore
+    from procforge.errors import InvalidInput
+    from procforge.planner.build import trapped_inits
+
+    t = tree_of([{"pid": 1, "ppid": 0, "pgid": 2, "sid": 0}, {"pid": 2, "ppid": 1, "pgid": 2, "sid": 0}])
+    p = assert_plans(t)
+    k = planner.start_state(t)
+    assert k.run(p.steps) is None and trapped_inits(k) == ["init 1 is in group 2, a pid of its own namespace"]
+    with pytest.raises(InvalidInput, match="could never remove"):
+        restore(t)

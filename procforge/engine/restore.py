@@ -143,6 +143,22 @@ def _normalize(target: Tree, got: Tree, ex: Execution) -> Tree:
     return replace(got.replace_tasks(tasks), external=target.external)
 
 
+def _refuse_trapped_inits(tree: Tree, steps: Sequence[S.Step], level: int) -> None:
+    """A tree whose namespace init sits in a group or session named after another pid of its own
+    namespace can be built, but never removed (the init's death waits for that pid for ever)."""
+    from procforge.planner import start_state
+    from procforge.planner.build import trapped_inits
+
+    k = start_state(tree, level)
+    if k.run(steps) is not None:
+        return  # the executor reports the failing step itself
+    trapped = trapped_inits(k)
+    if trapped:
+        raise InvalidInput(f"{trapped[0]}: the kernel could never remove such a tree "
+                           "(zap_pid_ns_processes would wait for ever); refusing to build it",
+                           source=tree.source or None)
+
+
 def restore(tree: Tree, steps: Sequence[S.Step] | None = None, *, into: str = "new-namespace",
             userns: bool | None = None, verify: bool = True,
             probe_subreaper: bool = False) -> Restored:
@@ -171,6 +187,7 @@ def restore(tree: Tree, steps: Sequence[S.Step] | None = None, *, into: str = "n
         steps = plan_steps(tree, level + (1 if into == "new-namespace" else 0))
         timings["plan"] = time.perf_counter() - t0
     steps = list(steps)
+    _refuse_trapped_inits(tree, steps, level + (1 if into == "new-namespace" else 0))
     if into == "current":
         taken = taken_pids(needed_pids(tree, steps))
         if taken:

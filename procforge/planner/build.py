@@ -295,13 +295,15 @@ class Builder:
         cp = self.proc(creator)
         g = self.k.top_pid(need)
         if (g is None or not g.pgrp) and need not in self.t.tasks and cp.session.top == c.sid:
-            self._dead_group_leader(creator, need, f"task {c.id} must be born in it")
+            self._dead_group_leader(creator, need, f"task {c.id} must be born in it", lent=creator)
             g = self.k.top_pid(need)
         elif (g is None or not g.pgrp) and need in self.k.procs:
             self._make_group_early(need)
             g = self.k.top_pid(need)
         if g is None or not g.pgrp or next(iter(g.pgrp.values())).session is not cp.session:
             return None
+        if cp.unkillable and g is not cp.pid and g.ns.is_within(cp.ns):
+            return None  # an init in a group of its own namespace could never die: a helper does it
         par = cp.parent
         if not cp.session_leader and g.nr_in(cp.ns) is not None:
             by = creator
@@ -343,7 +345,38 @@ class Builder:
         self.emit(S.Setpgid(g, g, 0))
         self._group_made(g)
 
-    def _dead_group_leader(self, creator: int, g: int, why: str) -> None:
+    def _traps_init(self, creator: int, g: int) -> bool:
+        """A helper made by `creator` would live inside the namespace of an init that is in group g:
+        that init could never die (zap_pid_ns_processes waits for every pid of its namespace, and
+        the init itself would hold one as its group id)."""
+        chain = self.ns_chain[creator]
+        for m in self.group_members.get(g, ()):
+            if self.t.is_ns_init(m):
+                mc = self.ns_chain[m]
+                if chain[: len(mc)] == mc:
+                    return True
+        return False
+
+    def _dead_group_leader(self, creator: int, g: int, why: str, lent: int | None = None) -> None:
+        """Recreate the dead leader of group g as a helper made by `creator` (or by an ancestor of it
+        outside the namespace of any init that is, or is lent, in that group)."""
+
+        def traps(x: int) -> bool:
+            if self._traps_init(x, g):
+                return True
+            if lent is not None and self.t.is_ns_init(lent):
+                lc = self.ns_chain[lent]
+                return self.ns_chain[x][: len(lc)] == lc
+            return False
+
+        if traps(creator):
+            # make it from the nearest ancestor outside those namespaces, in the same session
+            q = self.proc(creator).parent
+            sess = self.proc(creator).session
+            while q is not None and (traps(q.top) or q.state != "alive" or q.session is not sess):
+                q = q.parent
+            if q is not None:  # else no choice: the tree itself traps that init (see trapped_inits)
+                creator = q.top
         pid = self.pool.take(self.ns_chain[creator], top=g)
         self.emit(S.Fork(creator, pid))
         self.emit(S.Setpgid(g, g, 0))
@@ -713,10 +746,15 @@ class Builder:
         sid = members[0].sid
         best = min(members, key=lambda m: len(m.pid))
         cands = itertools.chain((best.id,), (x.id for x in self.t if x.sid == sid and len(x.pid) <= len(best.pid)))
+        fallback = None
         for c in cands:
             pr = self.k.procs.get(c)
             if pr is not None and pr.state == "alive":
-                return c
+                if not self._traps_init(c, members[0].pgid):
+                    return c
+                fallback = fallback or c
+        if fallback is not None:
+            return fallback
         raise Unreachable(f"group {members[0].pgid}: no live task of session {sid} to recreate its dead leader",
                           tuple(m.id for m in members))
 
@@ -780,6 +818,7 @@ class Builder:
         self.finish()
         return BuildResult(self.steps, self.helpers, self.k)
 
+
     def _settle(self) -> None:
         """Resolve deferred tasks (and groups waited for) until nothing is left or nothing moves."""
         while self.deferred or self.waiting:
@@ -807,6 +846,19 @@ class Builder:
                     self.run_queue()
                     continue
                 raise _explain(self, rest[0])
+
+
+def trapped_inits(k: Kernel) -> list[str]:
+    """Live namespace inits that hold a pid of their own namespace (other than their own) as group or
+    session id. Such a state is reachable, but the init can never die: zap_pid_ns_processes waits for
+    every pid of the namespace, and the init itself holds one. A restorer must refuse to build it."""
+    out = []
+    for p in k.procs.values():
+        if p.unkillable and p.state != "zombie" and p.ns.reaper is p:
+            for kind, ref in (("group", p.pgrp), ("session", p.session)):
+                if ref is not p.pid and ref.nr_in(p.ns) is not None:
+                    out.append(f"init {p.top} is in {kind} {ref.top}, a pid of its own namespace")
+    return out
 
 
 def _explain(b: Builder, cid: int) -> Unreachable:
