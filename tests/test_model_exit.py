@@ -4,27 +4,11 @@ zombies, auto-reap (`do_notify_parent`), wait, and the leader thread's exit."""
 
 from __future__ import annotations
 
-from procforge import steps as S
+from modelkit import fail, run
+
 from procforge.kernel import Kernel
 
 SIGHUP, SIGKILL = 1, 9
-
-
-def run(text: str, k: Kernel | None = None) -> Kernel:
-    k = k or Kernel.fresh()
-    r = k.run(S.parse_text(text))
-    assert r is None, f"step {r[0] + 1} failed: {r[1]}"
-    return k
-
-
-def fail(k: Kernel, line: str) -> str | None:
-    before = k.snapshot()
-    step = S.parse_line(line)
-    assert step is not None
-    f = k.apply(step)
-    assert f is not None, f"{line!r} succeeded"
-    assert k.snapshot() == before
-    return f.errno
 
 
 def t(k: Kernel, pid: int):  # noqa: ANN201 - a tree Task

@@ -5,29 +5,12 @@ errno or outcome."""
 from __future__ import annotations
 
 import pytest
+from modelkit import fail, run
 
 from procforge import steps as S
 from procforge.kernel import Kernel
 from procforge.kernel.pids import alloc_pid
 from procforge.kernel.state import PID_MAX_NS, KernelRefusal
-
-
-def run(text: str, k: Kernel | None = None) -> Kernel:
-    k = k or Kernel.fresh()
-    r = k.run(S.parse_text(text))
-    assert r is None, f"step {r[0] + 1} failed: {r[1]}"
-    return k
-
-
-def fail(k: Kernel, line: str) -> str | None:
-    """Apply a step that must fail; the tree must be unchanged. Returns the errno."""
-    before = k.snapshot()
-    step = S.parse_line(line)
-    assert step is not None
-    f = k.apply(step)
-    assert f is not None, f"{line!r} succeeded"
-    assert k.snapshot() == before
-    return f.errno
 
 
 def task(k: Kernel, pid: int):  # noqa: ANN201 - a tree Task
