@@ -45,7 +45,7 @@ class Unreachable(Exception):
 class Helper:
     pid: tuple[int, ...]
     parent: int
-    role: str  # "session" (dead session leader), "group" (dead group leader), "adopt", "keeper"
+    role: str  # "session"/"group" (a dead leader's id), "adopt", "lend", "exile", "keeper"
     why: str
 
 
@@ -68,13 +68,11 @@ def start_state(tree: Tree, base_level: int = 1) -> Kernel:
             raise Unreachable(f"the root {root.id} is a namespace init but its pid is not 1")
         k._spawn_init()
     else:
-        from procforge.kernel.state import Process as _P
-
         k.top_ns.reaper_outside = True  # the existing namespace has its init, outside the plan
         pid = Pid(root.pid, k.top_ns)
         k.top_ns.pids[root.id] = pid
         k.top_ns.cursor = root.id + 1
-        p = _P(pid, k.top_ns)
+        p = Process(pid, k.top_ns)
         pid.task = p
         k.attach_pgrp(p, k.env_pgrp)
         k.attach_session(p, k.env_session)
@@ -100,9 +98,8 @@ class Builder:
         self.children = tree.children()
         self.ns_chain = _ns_chains(tree)
         self.pool = PidPool(tree, self.ns_chain, avoid)
-        self.env_sid = tree.root.sid if not self._is_tree_session(tree.root.sid) else None
         self.done: set[int] = {tree.root.id}
-        self.session_helper: dict[int, int] = {}  # dead session id -> helper top pid (alive)
+        self.dead_sessions_made: set[int] = set()  # dead session ids already recreated by a helper
         self.deferred: list[int] = []
         self.group_ids = {x.pgid for x in tree if x.pgid in tree.tasks}
         self.group_members: dict[int, list[int]] = {}
@@ -271,7 +268,7 @@ class Builder:
         self.emit(S.Fork(hp[0], c.pid, True, self.t.is_ns_init(c.id)))
         self.emit(S.Exit(hp[0], 0))
         self.emit(S.Wait(parent, hp[0]))
-        self.helpers.append(Helper(hp, parent, "adopt", (
+        self.helpers.append(Helper(hp, parent, "lend", (
             f"task {c.id} must be born in group {need}, which its namespace cannot name and its "
             f"creator {creator} cannot enter: helper {hp[0]} enters it and forks {c.id}")))
         self.done.add(c.id)
@@ -474,9 +471,6 @@ class Builder:
                 continue
             if self.ns_chain[lead.id] != self.ns_chain[par.id] or self.t.is_ns_init(lead.id):
                 continue
-            if any(self.t[k].sid == s and k != c.id for k in self.children[par.id] if self.t[k].ppid == par.id
-                   and self.t[k].id in out):
-                continue
             if par.sid == par.id and self._first_foreign(par) == s:
                 continue  # par is born in s itself
             out.setdefault(lead.id, par.id)
@@ -577,7 +571,7 @@ class Builder:
         if s is None or s == self.session_of(p):
             return self.fork(p, c)  # it waited for its group
         agent = self._agent(p, s, c.pgid if c.sid != c.id else None)
-        if agent is None and self._is_tree_session(s) and s not in self.t.tasks and s not in self.session_helper \
+        if agent is None and self._is_tree_session(s) and s not in self.t.tasks and s not in self.dead_sessions_made \
                 and self.dead_home.get(s, p) == p:
             agent = self._dead_session_leader(s, p, cid)
         if agent is not None:
@@ -629,7 +623,7 @@ class Builder:
         pid = self.pool.take(chain, top=s)
         self.emit(S.Fork(parent, pid))
         self.emit(S.Setsid(s))
-        self.session_helper[s] = s
+        self.dead_sessions_made.add(s)
         self.helpers.append(Helper(pid, parent, "session", (
             f"session {s} has no leader in the tree; task {cid} is born in it as a child of {parent}")))
         return s
@@ -672,9 +666,7 @@ class Builder:
 
     def groups(self) -> None:
         t = self.t
-        gids: dict[int, list[Task]] = {}
-        for x in t:
-            gids.setdefault(x.pgid, []).append(x)
+        gids = {g: [t[m] for m in ms] for g, ms in self.group_members.items()}
         for g, members in gids.items():
             if g == 0 or g in t.external:
                 continue
